@@ -1,0 +1,245 @@
+//! The I/O reactor and the cross-thread waker.
+//!
+//! One [`Reactor`] per loop wraps a mio `Poll` (epoll on Linux). Token 0 is
+//! reserved for the [`mio::Waker`] that [`Injector::push`] fires, so
+//! `call_soon_threadsafe` from any thread interrupts a blocking poll. File
+//! descriptors registered by the I/O half of the loop get the other tokens;
+//! the engine reports readiness and leaves all policy to the bindings.
+//!
+//! `poll` is called at most once per loop iteration, like asyncio's
+//! `selector.select()`. When nothing but the waker is registered and the
+//! iteration must not block, the bindings skip the syscall and look at
+//! [`Injector::has_pending`] instead: there is no I/O to starve.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+pub const WAKER_TOKEN: Token = Token(0);
+
+/// Readiness reported for one registered descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    pub token: usize,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+pub struct Reactor {
+    poll: Poll,
+    events: Events,
+    waker: Arc<Waker>,
+    registered: usize,
+}
+
+impl Reactor {
+    pub fn new() -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        Ok(Reactor {
+            poll,
+            events: Events::with_capacity(1024),
+            waker,
+            registered: 0,
+        })
+    }
+
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// How many descriptors (besides the waker) are registered.
+    pub fn registered(&self) -> usize {
+        self.registered
+    }
+
+    /// Wait for readiness. `None` blocks until an event or a wake-up.
+    /// Readiness (other than the waker's) is appended to `out`.
+    pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Readiness>) -> io::Result<()> {
+        self.poll.poll(&mut self.events, timeout)?;
+        for ev in self.events.iter() {
+            if ev.token() == WAKER_TOKEN {
+                continue;
+            }
+            out.push(Readiness {
+                token: ev.token().0,
+                readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                writable: ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+            });
+        }
+        Ok(())
+    }
+
+    fn interest(readable: bool, writable: bool) -> Option<Interest> {
+        match (readable, writable) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        }
+    }
+
+    /// Register `fd` (or change its interest). `token` must not be 0.
+    pub fn register(&mut self, fd: RawFd, token: usize, readable: bool, writable: bool, already: bool) -> io::Result<()> {
+        debug_assert!(token != WAKER_TOKEN.0);
+        let reg = self.poll.registry();
+        match (Self::interest(readable, writable), already) {
+            (Some(i), false) => {
+                reg.register(&mut SourceFd(&fd), Token(token), i)?;
+                self.registered += 1;
+            }
+            (Some(i), true) => reg.reregister(&mut SourceFd(&fd), Token(token), i)?,
+            (None, true) => self.deregister(fd)?,
+            (None, false) => {}
+        }
+        Ok(())
+    }
+
+    pub fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
+        self.registered = self.registered.saturating_sub(1);
+        self.poll.registry().deregister(&mut SourceFd(&fd))
+    }
+}
+
+/// Queue of items submitted from other threads, drained by the loop thread.
+pub struct Injector<T> {
+    queue: Mutex<Vec<T>>,
+    waker: Arc<Waker>,
+    wake_pending: AtomicBool,
+}
+
+impl<T> Injector<T> {
+    pub fn new(waker: Arc<Waker>) -> Self {
+        Injector {
+            queue: Mutex::new(Vec::new()),
+            waker,
+            wake_pending: AtomicBool::new(false),
+        }
+    }
+
+    /// Submit an item and make sure the loop notices it.
+    pub fn push(&self, item: T) -> io::Result<()> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(item);
+        self.wake()
+    }
+
+    /// Interrupt a blocking poll (at most one syscall per burst).
+    pub fn wake(&self) -> io::Result<()> {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.waker.wake()?;
+        }
+        Ok(())
+    }
+
+    /// True if something was submitted (or a wake requested) since the last
+    /// [`Injector::drain_into`].
+    pub fn has_pending(&self) -> bool {
+        self.wake_pending.load(Ordering::Acquire)
+    }
+
+    /// Move every submitted item to the back of `out`, in submission order.
+    pub fn drain_into(&self, out: &mut std::collections::VecDeque<T>) {
+        // Clear the flag before taking the items: a push that lands after
+        // this point sets it again and wakes the next poll.
+        self.wake_pending.store(false, Ordering::Release);
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(q.drain(..));
+    }
+
+    /// Take everything out (used at close to drop items outside locks).
+    pub fn take_all(&self) -> Vec<T> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::time::Instant;
+
+    #[test]
+    fn waker_interrupts_blocking_poll() {
+        let mut r = Reactor::new().unwrap();
+        let inj = Arc::new(Injector::new(r.waker()));
+        let inj2 = inj.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            inj2.push(7u32).unwrap();
+        });
+        let start = Instant::now();
+        let mut out = Vec::new();
+        r.poll(Some(Duration::from_secs(10)), &mut out).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(out.is_empty(), "waker events are not reported as I/O");
+        let mut q = VecDeque::new();
+        inj.drain_into(&mut q);
+        assert_eq!(q, VecDeque::from(vec![7]));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn injector_keeps_every_item_from_many_threads() {
+        let r = Reactor::new().unwrap();
+        let inj = Arc::new(Injector::new(r.waker()));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let inj = inj.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000u32 {
+                        inj.push(t * 100_000 + i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut q = VecDeque::new();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(inj.has_pending());
+        inj.drain_into(&mut q);
+        assert!(!inj.has_pending());
+        assert_eq!(q.len(), 80_000);
+        let mut v: Vec<_> = q.into_iter().collect();
+        v.sort();
+        v.dedup();
+        assert_eq!(v.len(), 80_000);
+    }
+
+    #[test]
+    fn timeout_poll_returns_after_deadline() {
+        let mut r = Reactor::new().unwrap();
+        let start = Instant::now();
+        let mut out = Vec::new();
+        r.poll(Some(Duration::from_millis(20)), &mut out).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(19));
+    }
+
+    #[test]
+    fn registered_fd_reports_readable() {
+        let mut r = Reactor::new().unwrap();
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe() writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        r.register(fds[0], 5, true, false, false).unwrap();
+        assert_eq!(r.registered(), 1);
+        // SAFETY: fds[1] is the open write end; we write one byte from a
+        // valid buffer.
+        assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
+        let mut out = Vec::new();
+        r.poll(Some(Duration::from_secs(1)), &mut out).unwrap();
+        assert_eq!(out, vec![Readiness { token: 5, readable: true, writable: false }]);
+        r.deregister(fds[0]).unwrap();
+        assert_eq!(r.registered(), 0);
+        // SAFETY: both descriptors came from pipe() above and are closed once.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+    }
+}
