@@ -1,3 +1,130 @@
+//! PyO3 bindings of ferroloop: the `ferroloop._ferroloop` extension module.
+//!
+//! * [`loop_core`] — `LoopCore`, the Rust half of `ferroloop.Loop`: ready
+//!   queue, timers, reactor polling, `call_soon` & co, `create_task`.
+//! * [`handle`] — `Handle`/`TimerHandle`.
+//! * [`future`] — native `Future` and its await iterator (with `am_send`).
+//! * [`task`] — native `Task`.
+//!
+//! Two type slots PyO3 does not generate are filled here after the types
+//! are created: `am_send` on the await iterator, and `tp_finalize` (with a
+//! dealloc wrapper that calls it) on Future and Task, for the "exception was
+//! never retrieved" and "Task was destroyed but it is pending!" logs.
+
+mod future;
+mod gil;
+mod handle;
+mod imports;
+mod loop_core;
+mod task;
+mod util;
+
+use std::sync::OnceLock;
+
+use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::type_object::PyTypeInfo;
+
+use future::{Future, FutureIter};
+use task::Task;
+
+/// `(Future stand-in, Task stand-in)`: see `Future.__class__`.
+pub(crate) fn shadow_classes(py: Python<'_>) -> PyResult<&'static (Py<PyAny>, Py<PyAny>)> {
+    imports::imports(py).task_shadow.get_or_try_init(py, || {
+        let m = py.import("ferroloop._shadow")?;
+        Ok((m.getattr("Future")?.unbind(), m.getattr("Task")?.unbind()))
+    })
+}
+
+static FUTURE_DEALLOC: OnceLock<usize> = OnceLock::new();
+static TASK_DEALLOC: OnceLock<usize> = OnceLock::new();
+
+/// tp_finalize for Future, Task and their Python subclasses.
+unsafe extern "C" fn finalize(obj: *mut ffi::PyObject) {
+    // SAFETY: CPython calls tp_finalize with the GIL held on a live object.
+    let py = unsafe { Python::assume_attached() };
+    let saved = PyErr::take(py);
+    // SAFETY: `obj` is live for the duration of this call.
+    let bound = unsafe { Bound::from_borrowed_ptr(py, obj) };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Ok(t) = bound.cast::<Task>() {
+            Task::finalize(t)
+        } else if let Ok(f) = bound.cast::<Future>() {
+            Future::finalize(f)
+        } else {
+            Ok(())
+        }
+    }));
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => e.write_unraisable(py, Some(&bound)),
+        Err(_) => {}
+    }
+    if let Some(e) = saved {
+        e.restore(py);
+    }
+}
+
+unsafe fn dealloc_with_finalizer(obj: *mut ffi::PyObject, orig: &OnceLock<usize>) {
+    // SAFETY: called as tp_dealloc: refcount is zero, GIL held. Running the
+    // finalizer first is what CPython's own subtype_dealloc does; a
+    // resurrected object must not be freed.
+    unsafe {
+        if ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
+            return;
+        }
+        let raw = *orig.get().expect("set at init");
+        if raw != 0 {
+            let f = std::mem::transmute::<usize, unsafe extern "C" fn(*mut ffi::PyObject)>(raw);
+            f(obj);
+        }
+    }
+}
+
+unsafe extern "C" fn future_dealloc(obj: *mut ffi::PyObject) {
+    // SAFETY: forwarded tp_dealloc contract.
+    unsafe { dealloc_with_finalizer(obj, &FUTURE_DEALLOC) }
+}
+
+unsafe extern "C" fn task_dealloc(obj: *mut ffi::PyObject) {
+    // SAFETY: forwarded tp_dealloc contract.
+    unsafe { dealloc_with_finalizer(obj, &TASK_DEALLOC) }
+}
+
+fn patch_types(py: Python<'_>) {
+    let fi = FutureIter::type_object_raw(py);
+    let fut = Future::type_object_raw(py);
+    let task = Task::type_object_raw(py);
+    // SAFETY: these are heap types created by PyO3 that nothing has used
+    // yet. For heap types tp_as_async points at the type's own
+    // PyAsyncMethods, so writing am_send there is allowed; PyType_Modified
+    // invalidates any cached lookups.
+    unsafe {
+        if !(*fi).tp_as_async.is_null() {
+            (*(*fi).tp_as_async).am_send = Some(future::future_iter_am_send);
+        }
+        FUTURE_DEALLOC.get_or_init(|| (*fut).tp_dealloc.map_or(0, |f| f as usize));
+        TASK_DEALLOC.get_or_init(|| (*task).tp_dealloc.map_or(0, |f| f as usize));
+        (*fut).tp_finalize = Some(finalize);
+        (*task).tp_finalize = Some(finalize);
+        (*fut).tp_dealloc = Some(future_dealloc);
+        (*task).tp_dealloc = Some(task_dealloc);
+        ffi::PyType_Modified(fi);
+        ffi::PyType_Modified(fut);
+        ffi::PyType_Modified(task);
+    }
+}
+
 #[pymodule]
-fn _ferroloop(_m: &Bound<'_, PyModule>) -> PyResult<()> { Ok(()) }
+fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    imports::init(py)?;
+    m.add_class::<loop_core::LoopCore>()?;
+    m.add_class::<handle::Handle>()?;
+    m.add_class::<handle::TimerHandle>()?;
+    m.add_class::<Future>()?;
+    m.add_class::<FutureIter>()?;
+    m.add_class::<Task>()?;
+    patch_types(py);
+    Ok(())
+}

@@ -1,0 +1,813 @@
+//! The native `Future` and its await iterator.
+//!
+//! Semantics follow `asyncio.Future` (and the C `_asyncio.Future`):
+//! callbacks are scheduled on the loop when the future finishes, each in
+//! the context captured by `add_done_callback`. Two fast paths:
+//!
+//! * on a ferroloop loop, finishing a future queues [`Job`]s directly in the
+//!   loop's ready queue instead of calling `loop.call_soon`;
+//! * a native Task awaiting a native Future registers a
+//!   [`Callback::Wakeup`] — no bound-method object, no context copy.
+//!
+//! On any other loop (for instance CPython's `test_utils.TestLoop`) the
+//! future behaves like the C one and calls `loop.call_soon(cb, fut,
+//! context=ctx)`.
+//!
+//! `await fut` goes through [`FutureIter`], whose `tp_as_async.am_send` slot
+//! is filled by hand (PyO3 has no `am_send`): a finished future returns its
+//! result from `am_send` without raising StopIteration.
+
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple, PyType};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::gil::GilCell;
+use crate::imports::imports;
+use crate::loop_core::{Job, LoopCore};
+use crate::task::Task;
+use crate::util::copy_context;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum State {
+    Pending,
+    Cancelled,
+    Finished,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Pending => "PENDING",
+            State::Cancelled => "CANCELLED",
+            State::Finished => "FINISHED",
+        }
+    }
+}
+
+pub(crate) enum Callback {
+    Py { cb: Py<PyAny>, ctx: Option<Py<PyAny>> },
+    /// Wake a native task: the task's own context is used.
+    Wakeup(Py<Task>),
+}
+
+impl Callback {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Callback::Py { cb, ctx } => {
+                visit.call(cb)?;
+                visit.call(ctx)
+            }
+            Callback::Wakeup(t) => visit.call(t),
+        }
+    }
+}
+
+pub(crate) struct FutState {
+    pub loop_: Option<Py<PyAny>>,
+    pub native: Option<Py<LoopCore>>,
+    pub state: State,
+    pub result: Option<Py<PyAny>>,
+    pub exception: Option<Py<PyAny>>,
+    pub exception_tb: Option<Py<PyAny>>,
+    pub callbacks: Vec<Callback>,
+    pub cancel_message: Option<Py<PyAny>>,
+    pub cancelled_exc: Option<Py<PyAny>>,
+    pub source_tb: Option<Py<PyAny>>,
+    pub log_tb: bool,
+    pub blocking: bool,
+}
+
+impl FutState {
+    pub(crate) fn empty() -> Self {
+        FutState {
+            loop_: None,
+            native: None,
+            state: State::Pending,
+            result: None,
+            exception: None,
+            exception_tb: None,
+            callbacks: Vec::new(),
+            cancel_message: None,
+            cancelled_exc: None,
+            source_tb: None,
+            log_tb: false,
+            blocking: false,
+        }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.native)?;
+        visit.call(&self.result)?;
+        visit.call(&self.exception)?;
+        visit.call(&self.exception_tb)?;
+        for cb in &self.callbacks {
+            cb.traverse(visit)?;
+        }
+        visit.call(&self.cancel_message)?;
+        visit.call(&self.cancelled_exc)?;
+        visit.call(&self.source_tb)
+    }
+}
+
+#[pyclass(frozen, subclass, weakref, dict, module = "ferroloop._ferroloop")]
+pub struct Future {
+    pub(crate) st: GilCell<FutState>,
+}
+
+fn not_initialized() -> PyErr {
+    PyRuntimeError::new_err("Future object is not initialized.")
+}
+
+pub(crate) fn invalid_state(py: Python<'_>, msg: String) -> PyErr {
+    PyErr::from_type(imports(py).invalid_state_error.bind(py).cast::<PyType>().expect("type").clone(), msg)
+}
+
+impl Future {
+    pub(crate) fn new_state(loop_: &Bound<'_, PyAny>) -> PyResult<FutState> {
+        let py = loop_.py();
+        let native = loop_.cast::<LoopCore>().ok().map(|l| l.clone().unbind());
+        let debug = match &native {
+            Some(l) => l.get().debug(),
+            None => loop_.call_method0("get_debug")?.is_truthy()?,
+        };
+        let mut st = FutState::empty();
+        st.loop_ = Some(loop_.clone().unbind());
+        st.native = native;
+        if debug {
+            st.source_tb = LoopCore::source_traceback(py)?;
+        }
+        Ok(st)
+    }
+
+    pub(crate) fn new_for_loop<'py>(loop_: &Bound<'py, LoopCore>) -> PyResult<Bound<'py, Future>> {
+        let st = Self::new_state(loop_.as_any())?;
+        Bound::new(loop_.py(), Future { st: GilCell::new(st) })
+    }
+
+    #[inline]
+    pub(crate) fn state(&self) -> State {
+        self.st.borrow().state
+    }
+
+    pub(crate) fn loop_obj<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.st.borrow().loop_ {
+            Some(l) => Ok(l.bind(py).clone()),
+            None => Err(not_initialized()),
+        }
+    }
+
+    fn ensure_alive(&self) -> PyResult<()> {
+        if self.st.borrow().loop_.is_none() {
+            Err(not_initialized())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// asyncio's `_make_cancelled_error`.
+    pub(crate) fn make_cancelled_error<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (saved, msg) = {
+            let mut st = self.st.borrow_mut();
+            (st.cancelled_exc.take(), st.cancel_message.as_ref().map(|m| m.clone_ref(py)))
+        };
+        if let Some(exc) = saved {
+            return Ok(exc.into_bound(py));
+        }
+        let cls = imports(py).cancelled_error.bind(py);
+        match msg {
+            None => cls.call0(),
+            Some(m) => cls.call1((m,)),
+        }
+    }
+
+    /// Schedule every registered callback; the list is emptied first so a
+    /// callback that adds another sees a clean state.
+    pub(crate) fn schedule_callbacks(slf: &Bound<'_, Future>) -> PyResult<()> {
+        let py = slf.py();
+        let (cbs, native, loop_) = {
+            let mut st = slf.get().st.borrow_mut();
+            if st.callbacks.is_empty() {
+                return Ok(());
+            }
+            (
+                std::mem::take(&mut st.callbacks),
+                st.native.as_ref().map(|n| n.clone_ref(py)),
+                st.loop_.as_ref().map(|l| l.clone_ref(py)),
+            )
+        };
+        let Some(loop_) = loop_ else { return Err(not_initialized()) };
+        for cb in cbs {
+            Self::schedule_one(py, slf.as_any(), native.as_ref(), loop_.bind(py), cb)?;
+        }
+        Ok(())
+    }
+
+    fn schedule_one(
+        py: Python<'_>,
+        fut: &Bound<'_, PyAny>,
+        native: Option<&Py<LoopCore>>,
+        loop_: &Bound<'_, PyAny>,
+        cb: Callback,
+    ) -> PyResult<()> {
+        match native {
+            Some(n) => n.get().push_job(match cb {
+                Callback::Py { cb, ctx } => Job::Callback { cb, arg: fut.clone().unbind(), ctx },
+                Callback::Wakeup(task) => Job::Wakeup { task, fut: fut.clone().unbind() },
+            }),
+            None => {
+                let (cb, ctx) = match cb {
+                    Callback::Py { cb, ctx } => (cb.into_bound(py), ctx),
+                    Callback::Wakeup(task) => {
+                        let t = task.bind(py);
+                        let ctx = t.get().context(py);
+                        (t.getattr("_wakeup")?, ctx)
+                    }
+                };
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("context", ctx)?;
+                loop_.call_method("call_soon", (cb, fut), Some(&kwargs))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Register a callback; if the future is already done, schedule it now.
+    pub(crate) fn add_callback(slf: &Bound<'_, Future>, cb: Callback) -> PyResult<()> {
+        let py = slf.py();
+        let mut st = slf.get().st.borrow_mut();
+        if st.loop_.is_none() {
+            return Err(not_initialized());
+        }
+        if st.state == State::Pending {
+            st.callbacks.push(cb);
+            return Ok(());
+        }
+        let native = st.native.as_ref().map(|n| n.clone_ref(py));
+        let loop_ = st.loop_.as_ref().map(|l| l.clone_ref(py)).expect("checked");
+        drop(st);
+        Self::schedule_one(py, slf.as_any(), native.as_ref(), loop_.bind(py), cb)
+    }
+
+    pub(crate) fn do_set_result(slf: &Bound<'_, Future>, result: Py<PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        {
+            let mut st = slf.get().st.borrow_mut();
+            if st.loop_.is_none() {
+                return Err(not_initialized());
+            }
+            if st.state != State::Pending {
+                let s = st.state;
+                drop(st);
+                return Err(invalid_state(py, format!("{}: {}", s.name(), slf.repr()?)));
+            }
+            st.result = Some(result);
+            st.state = State::Finished;
+        }
+        Self::schedule_callbacks(slf)
+    }
+
+    pub(crate) fn do_set_exception(slf: &Bound<'_, Future>, exception: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        slf.get().ensure_alive()?;
+        let state = slf.get().state();
+        if state != State::Pending {
+            return Err(invalid_state(py, format!("{}: {}", state.name(), slf.repr()?)));
+        }
+        let exc = if exception.is_instance_of::<PyType>() {
+            let inst = exception.call0()?;
+            if !inst.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+                return Err(PyTypeError::new_err(format!(
+                    "exception must be a BaseException instance, got {}",
+                    inst.repr()?
+                )));
+            }
+            inst
+        } else {
+            exception.clone()
+        };
+        if !exc.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+            return Err(PyTypeError::new_err("invalid exception object"));
+        }
+        if exc.get_type().is(py.get_type::<PyStopIteration>()) {
+            return Err(PyTypeError::new_err(
+                "StopIteration interacts badly with generators and cannot be raised into a Future",
+            ));
+        }
+        let tb = exc.getattr("__traceback__")?;
+        {
+            let mut st = slf.get().st.borrow_mut();
+            st.exception = Some(exc.unbind());
+            st.exception_tb = (!tb.is_none()).then(|| tb.unbind());
+            st.state = State::Finished;
+            st.log_tb = true;
+        }
+        Self::schedule_callbacks(slf)
+    }
+
+    pub(crate) fn do_cancel(slf: &Bound<'_, Future>, msg: Option<Py<PyAny>>) -> PyResult<bool> {
+        {
+            let mut st = slf.get().st.borrow_mut();
+            if st.loop_.is_none() {
+                return Err(not_initialized());
+            }
+            st.log_tb = false;
+            if st.state != State::Pending {
+                return Ok(false);
+            }
+            st.state = State::Cancelled;
+            let old = std::mem::replace(&mut st.cancel_message, msg);
+            drop(st);
+            drop(old);
+        }
+        Self::schedule_callbacks(slf)?;
+        Ok(true)
+    }
+
+    /// `result()`: the value, or the exception raised with its traceback.
+    pub(crate) fn get_result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut st = self.st.borrow_mut();
+        match st.state {
+            State::Cancelled => {
+                drop(st);
+                Err(PyErr::from_value(self.make_cancelled_error(py)?))
+            }
+            State::Pending => {
+                drop(st);
+                Err(invalid_state(py, "Result is not ready.".into()))
+            }
+            State::Finished => {
+                st.log_tb = false;
+                if let Some(exc) = &st.exception {
+                    let exc = exc.bind(py).clone();
+                    let tb = st.exception_tb.as_ref().map(|t| t.clone_ref(py));
+                    drop(st);
+                    let tb_ptr = tb.as_ref().map_or(std::ptr::null_mut(), |t| t.as_ptr());
+                    // SAFETY: `exc` is an exception instance (checked in
+                    // set_exception); `tb` is a traceback or NULL.
+                    unsafe { ffi::PyException_SetTraceback(exc.as_ptr(), if tb_ptr.is_null() { ffi::Py_None() } else { tb_ptr }) };
+                    return Err(PyErr::from_value(exc));
+                }
+                Ok(st.result.as_ref().map_or_else(|| py.None().into_bound(py), |r| r.bind(py).clone()))
+            }
+        }
+    }
+
+    /// Shared by `Future.__del__` and `Task.__del__` (tp_finalize).
+    pub(crate) fn finalize(slf: &Bound<'_, Future>) -> PyResult<()> {
+        let py = slf.py();
+        let (exc, tb, loop_) = {
+            let mut st = slf.get().st.borrow_mut();
+            if !st.log_tb {
+                return Ok(());
+            }
+            st.log_tb = false;
+            match (&st.exception, &st.loop_) {
+                (Some(e), Some(l)) => (e.clone_ref(py), st.source_tb.as_ref().map(|t| t.clone_ref(py)), l.clone_ref(py)),
+                _ => return Ok(()),
+            }
+        };
+        let ctx = PyDict::new(py);
+        ctx.set_item("message", format!("{} exception was never retrieved", slf.get_type().name()?))?;
+        ctx.set_item("exception", exc)?;
+        ctx.set_item("future", slf)?;
+        if let Some(tb) = tb {
+            ctx.set_item("source_traceback", tb)?;
+        }
+        loop_.bind(py).call_method1("call_exception_handler", (ctx,))?;
+        Ok(())
+    }
+
+    fn callbacks_list<'py>(slf: &Bound<'py, Future>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let py = slf.py();
+        let items: Vec<(Py<PyAny>, Option<Py<PyAny>>, Option<Py<Task>>)> = {
+            let st = slf.get().st.borrow();
+            if st.callbacks.is_empty() {
+                return Ok(None);
+            }
+            st.callbacks
+                .iter()
+                .map(|c| match c {
+                    Callback::Py { cb, ctx } => (cb.clone_ref(py), ctx.as_ref().map(|c| c.clone_ref(py)), None),
+                    Callback::Wakeup(t) => (py.None(), None, Some(t.clone_ref(py))),
+                })
+                .collect()
+        };
+        let list = PyList::empty(py);
+        for (cb, ctx, task) in items {
+            let entry = match task {
+                Some(t) => {
+                    let t = t.bind(py);
+                    (t.getattr("_wakeup")?.unbind(), t.get().context(py))
+                }
+                None => (cb, ctx),
+            };
+            list.append(PyTuple::new(py, [entry.0, entry.1.unwrap_or_else(|| py.None())])?)?;
+        }
+        Ok(Some(list))
+    }
+}
+
+#[pymethods]
+impl Future {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Future { st: GilCell::new(FutState::empty()) }
+    }
+
+    #[pyo3(signature = (*, r#loop = None))]
+    fn __init__(slf: &Bound<'_, Self>, r#loop: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let loop_ = match r#loop.filter(|l| !l.is_none()) {
+            Some(l) => l,
+            None => imports(py).get_event_loop.bind(py).call0()?,
+        };
+        let new = Self::new_state(&loop_)?;
+        let old = std::mem::replace(&mut *slf.get().st.borrow_mut(), new);
+        drop(old);
+        Ok(())
+    }
+
+    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.ensure_alive()?;
+        self.get_result(py)
+    }
+
+    fn exception<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.ensure_alive()?;
+        let mut st = self.st.borrow_mut();
+        match st.state {
+            State::Cancelled => {
+                drop(st);
+                Err(PyErr::from_value(self.make_cancelled_error(py)?))
+            }
+            State::Pending => {
+                drop(st);
+                Err(invalid_state(py, "Exception is not set.".into()))
+            }
+            State::Finished => {
+                st.log_tb = false;
+                Ok(st.exception.as_ref().map_or_else(|| py.None().into_bound(py), |e| e.bind(py).clone()))
+            }
+        }
+    }
+
+    fn set_result(slf: &Bound<'_, Self>, result: Py<PyAny>) -> PyResult<()> {
+        Self::do_set_result(slf, result)
+    }
+
+    fn set_exception(slf: &Bound<'_, Self>, exception: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::do_set_exception(slf, exception)
+    }
+
+    #[pyo3(signature = (msg = None))]
+    fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> PyResult<bool> {
+        Self::do_cancel(slf, msg.filter(|m| !m.is_none(slf.py())))
+    }
+
+    fn cancelled(&self) -> PyResult<bool> {
+        self.ensure_alive()?;
+        Ok(self.state() == State::Cancelled)
+    }
+
+    fn done(&self) -> PyResult<bool> {
+        self.ensure_alive()?;
+        Ok(self.state() != State::Pending)
+    }
+
+    fn get_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.loop_obj(py)
+    }
+
+    #[pyo3(signature = (r#fn, *, context = None))]
+    fn add_done_callback(slf: &Bound<'_, Self>, r#fn: Py<PyAny>, context: Option<Py<PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let ctx = match context.filter(|c| !c.is_none(py)) {
+            Some(c) => c,
+            None => copy_context(py)?,
+        };
+        Self::add_callback(slf, Callback::Py { cb: r#fn, ctx: Some(ctx) })
+    }
+
+    fn remove_done_callback(slf: &Bound<'_, Self>, r#fn: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let py = slf.py();
+        slf.get().ensure_alive()?;
+        let old = std::mem::take(&mut slf.get().st.borrow_mut().callbacks);
+        let mut kept = Vec::with_capacity(old.len());
+        let mut removed = 0;
+        let mut err = None;
+        for cb in old {
+            let matches = match &cb {
+                Callback::Py { cb: f, .. } if err.is_none() => match f.bind(py).eq(r#fn) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        err = Some(e);
+                        false
+                    }
+                },
+                _ => false,
+            };
+            if matches {
+                removed += 1;
+            } else {
+                kept.push(cb);
+            }
+        }
+        {
+            // Callbacks added by an __eq__ during the scan go after the kept ones.
+            let mut st = slf.get().st.borrow_mut();
+            let added = std::mem::take(&mut st.callbacks);
+            st.callbacks = kept;
+            st.callbacks.extend(added);
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(removed),
+        }
+    }
+
+    fn _make_cancelled_error<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.make_cancelled_error(py)
+    }
+
+    fn __await__(slf: &Bound<'_, Self>) -> PyResult<FutureIter> {
+        slf.get().ensure_alive()?;
+        Ok(FutureIter { fut: GilCell::new(Some(slf.clone().unbind())) })
+    }
+
+    fn __iter__(slf: &Bound<'_, Self>) -> PyResult<FutureIter> {
+        Self::__await__(slf)
+    }
+
+    fn _repr_info<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        imports(slf.py()).future_repr_info.bind(slf.py()).call1((slf,))
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        slf.get().ensure_alive()?;
+        let info = slf.call_method0("_repr_info")?;
+        let parts: Vec<String> = info.extract()?;
+        Ok(format!("<{} {}>", slf.get_type().name()?, parts.join(" ")))
+    }
+
+    #[classmethod]
+    fn __class_getitem__<'py>(cls: &Bound<'py, PyType>, item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        imports(cls.py()).generic_alias.bind(cls.py()).call1((cls, item))
+    }
+
+    /// See DIFFERENCES.md: instances of the exact native types report a
+    /// stand-in class deriving from `asyncio.Future`/`asyncio.Task` so that
+    /// `isinstance(fut, asyncio.Future)` holds; `type(fut)` is unchanged.
+    #[getter]
+    fn __class__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let ty = slf.get_type();
+        let (fut_shadow, task_shadow) = crate::shadow_classes(py)?;
+        if ty.is(py.get_type::<Future>()) {
+            return Ok(fut_shadow.bind(py).clone());
+        }
+        if ty.is(py.get_type::<Task>()) {
+            return Ok(task_shadow.bind(py).clone());
+        }
+        Ok(ty.into_any())
+    }
+
+    #[getter]
+    fn _state(&self) -> &'static str {
+        self.state().name()
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st.borrow().loop_.as_ref().map(|l| l.clone_ref(py))
+    }
+
+    #[getter]
+    fn _result(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st.borrow().result.as_ref().map(|l| l.clone_ref(py))
+    }
+
+    #[getter]
+    fn _exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st.borrow().exception.as_ref().map(|l| l.clone_ref(py))
+    }
+
+    #[getter]
+    fn _callbacks<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyList>>> {
+        Self::callbacks_list(slf)
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st.borrow().source_tb.as_ref().map(|l| l.clone_ref(py))
+    }
+
+    #[getter(_cancel_message)]
+    fn get_cancel_message(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st.borrow().cancel_message.as_ref().map(|l| l.clone_ref(py))
+    }
+
+    #[setter(_cancel_message)]
+    fn set_cancel_message(&self, v: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut self.st.borrow_mut().cancel_message, v);
+        drop(old);
+    }
+
+    #[getter(_cancelled_exc)]
+    fn get_cancelled_exc(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st.borrow().cancelled_exc.as_ref().map(|l| l.clone_ref(py))
+    }
+
+    #[getter(_asyncio_future_blocking)]
+    fn get_blocking(&self) -> bool {
+        self.st.borrow().blocking
+    }
+
+    #[setter(_asyncio_future_blocking)]
+    fn set_blocking(&self, v: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let v = match v {
+            Some(v) => v.is_truthy()?,
+            None => return Err(pyo3::exceptions::PyAttributeError::new_err("cannot delete attribute")),
+        };
+        self.st.borrow_mut().blocking = v;
+        Ok(())
+    }
+
+    #[getter(_log_traceback)]
+    fn get_log_traceback(&self) -> bool {
+        self.st.borrow().log_tb
+    }
+
+    #[setter(_log_traceback)]
+    fn set_log_traceback(&self, v: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let v = match v {
+            Some(v) => v.is_truthy()?,
+            None => return Err(pyo3::exceptions::PyAttributeError::new_err("cannot delete attribute")),
+        };
+        if v {
+            return Err(PyValueError::new_err("_log_traceback can only be set to False"));
+        }
+        self.st.borrow_mut().log_tb = false;
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(st) = self.st.try_borrow() {
+            st.traverse(&visit)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let old = std::mem::replace(&mut *self.st.borrow_mut(), FutState::empty());
+        drop(old);
+    }
+}
+
+/// The iterator `Future.__await__` returns.
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct FutureIter {
+    fut: GilCell<Option<Py<Future>>>,
+}
+
+pub(crate) enum SendOutcome<'py> {
+    Yield(Bound<'py, PyAny>),
+    Return(Bound<'py, PyAny>),
+}
+
+impl FutureIter {
+    pub(crate) fn advance<'py>(&self, py: Python<'py>) -> PyResult<SendOutcome<'py>> {
+        let fut = match &*self.fut.borrow() {
+            Some(f) => f.clone_ref(py).into_bound(py),
+            None => return Ok(SendOutcome::Return(py.None().into_bound(py))),
+        };
+        {
+            let mut st = fut.get().st.borrow_mut();
+            if st.state == State::Pending {
+                if !st.blocking {
+                    st.blocking = true;
+                    drop(st);
+                    return Ok(SendOutcome::Yield(fut.into_any()));
+                }
+                return Err(PyRuntimeError::new_err("await wasn't used with future"));
+            }
+        }
+        let old = self.fut.borrow_mut().take();
+        drop(old);
+        Ok(SendOutcome::Return(fut.get().get_result(py)?))
+    }
+}
+
+#[pymethods]
+impl FutureIter {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.advance(py)? {
+            SendOutcome::Yield(v) => Ok(v),
+            SendOutcome::Return(v) => Err(PyStopIteration::new_err((v.unbind(),))),
+        }
+    }
+
+    fn send<'py>(&self, py: Python<'py>, _value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.__next__(py)
+    }
+
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(&self, py: Python<'_>, typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let val = val.filter(|v| !v.is_none());
+        let tb = tb.filter(|t| !t.is_none());
+        if let Some(tb) = tb {
+            if !tb.is_instance_of::<pyo3::types::PyTraceback>() {
+                return Err(PyTypeError::new_err("throw() third argument must be a traceback"));
+            }
+        }
+        let base = py.get_type::<pyo3::exceptions::PyBaseException>();
+        let exc = if typ.is_instance_of::<PyType>() && typ.cast::<PyType>()?.is_subclass(&base)? {
+            match val {
+                Some(v) if v.is_instance(typ)? => v.clone(),
+                Some(v) if v.is_instance_of::<PyTuple>() => typ.call1(v.cast::<PyTuple>()?)?,
+                Some(v) => typ.call1((v,))?,
+                None => typ.call0()?,
+            }
+        } else if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+            if val.is_some() {
+                return Err(PyTypeError::new_err("instance exception may not have a separate value"));
+            }
+            typ.clone()
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "exceptions must be classes deriving BaseException or instances of such a class, not {}",
+                typ.get_type().name()?
+            )));
+        };
+        if let Some(tb) = tb {
+            exc.call_method1("with_traceback", (tb,))?;
+        }
+        let old = self.fut.borrow_mut().take();
+        drop(old);
+        Err(PyErr::from_value(exc))
+    }
+
+    fn close(&self) {
+        let old = self.fut.borrow_mut().take();
+        drop(old);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(f) = self.fut.try_borrow() {
+            visit.call(&*f)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let old = self.fut.borrow_mut().take();
+        drop(old);
+    }
+}
+
+/// `tp_as_async.am_send` for [`FutureIter`]: return the result of a finished
+/// future directly (PYGEN_RETURN) instead of raising StopIteration.
+///
+/// SAFETY (of the function contract): called by CPython with a live
+/// `FutureIter` as `iter`, a borrowed `arg` and a valid `result` pointer,
+/// with the GIL held.
+pub(crate) unsafe extern "C" fn future_iter_am_send(
+    iter: *mut ffi::PyObject,
+    _arg: *mut ffi::PyObject,
+    result: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: per the contract above we are attached to the interpreter.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `iter` is a borrowed, live object.
+    let obj = unsafe { Bound::from_borrowed_ptr(py, iter) };
+    let outcome = match obj.cast::<FutureIter>() {
+        Ok(it) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| it.get().advance(py)))
+            .unwrap_or_else(|_| Err(pyo3::panic::PanicException::new_err("panic in FutureIter.send"))),
+        Err(e) => Err(e.into()),
+    };
+    match outcome {
+        Ok(SendOutcome::Yield(v)) => {
+            // SAFETY: `result` is a valid out-pointer; we hand over a new reference.
+            unsafe { *result = v.into_ptr() };
+            ffi::PySendResult::PYGEN_NEXT
+        }
+        Ok(SendOutcome::Return(v)) => {
+            // SAFETY: as above.
+            unsafe { *result = v.into_ptr() };
+            ffi::PySendResult::PYGEN_RETURN
+        }
+        Err(e) => {
+            e.restore(py);
+            // SAFETY: as above; NULL with an exception set means error.
+            unsafe { *result = std::ptr::null_mut() };
+            ffi::PySendResult::PYGEN_ERROR
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! `Handle` and `TimerHandle`: what `call_soon` and `call_later` return.
+//!
+//! They mirror `asyncio.Handle`/`asyncio.TimerHandle`. The loop's ready
+//! queue and timer heap hold them directly; running one enters its context
+//! and calls the callback, routing any exception (except SystemExit and
+//! KeyboardInterrupt) to the loop's exception handler.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::basic::CompareOp;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::gil::GilCell;
+use crate::imports::imports;
+use crate::loop_core::LoopCore;
+use crate::util::{is_fatal, run_in_context};
+
+pub(crate) struct HandleInner {
+    pub callback: Option<Py<PyAny>>,
+    pub args: Option<Py<PyTuple>>,
+    pub context: Option<Py<PyAny>>,
+    pub source_tb: Option<Py<PyAny>>,
+    pub loop_: Option<Py<LoopCore>>,
+    /// In debug mode the repr is kept after cancel() clears the callback.
+    pub repr: Option<String>,
+}
+
+#[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
+pub struct Handle {
+    pub(crate) inner: GilCell<HandleInner>,
+    cancelled: AtomicBool,
+    /// Deadline for timer handles; NaN for plain handles.
+    pub(crate) when: f64,
+    pub(crate) scheduled: AtomicBool,
+}
+
+impl Handle {
+    pub(crate) fn new_inner(
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Py<PyAny>,
+        loop_: Py<LoopCore>,
+        source_tb: Option<Py<PyAny>>,
+        when: f64,
+    ) -> Handle {
+        Handle {
+            inner: GilCell::new(HandleInner {
+                callback: Some(callback),
+                args: Some(args),
+                context: Some(context),
+                source_tb,
+                loop_: Some(loop_),
+                repr: None,
+            }),
+            cancelled: AtomicBool::new(false),
+            when,
+            scheduled: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Run the callback. Errors other than SystemExit/KeyboardInterrupt are
+    /// reported to the loop's exception handler; those two are returned.
+    pub(crate) fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.is_cancelled() {
+            return Ok(());
+        }
+        let (cb, args, ctx) = {
+            let inner = this.inner.borrow();
+            match (&inner.callback, &inner.args) {
+                (Some(cb), Some(args)) => (cb.clone_ref(py), args.clone_ref(py), inner.context.as_ref().map(|c| c.clone_ref(py))),
+                _ => return Ok(()),
+            }
+        };
+        let r = run_in_context(py, ctx.as_ref(), || cb.bind(py).call1(args.bind(py)).map(drop));
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if is_fatal(py, &e) => Err(e),
+            Err(e) => {
+                let src = imports(py)
+                    .format_callback_source
+                    .call1(py, (cb, args))
+                    .and_then(|s| s.extract::<String>(py))
+                    .unwrap_or_else(|_| "<callback>".to_owned());
+                let ctxd = PyDict::new(py);
+                ctxd.set_item("message", format!("Exception in callback {src}"))?;
+                ctxd.set_item("exception", e.value(py))?;
+                ctxd.set_item("handle", slf)?;
+                let loop_ = this.inner.borrow().loop_.as_ref().map(|l| l.clone_ref(py));
+                if let Some(tb) = this.inner.borrow().source_tb.as_ref() {
+                    ctxd.set_item("source_traceback", tb)?;
+                }
+                if let Some(l) = loop_ {
+                    LoopCore::report(l.bind(py).as_any(), ctxd)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn do_cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.cancelled.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let loop_ = this.inner.borrow().loop_.as_ref().map(|l| l.clone_ref(py));
+        let debug = loop_.as_ref().is_some_and(|l| l.get().debug());
+        if debug {
+            // Keep the repr useful after the callback is dropped.
+            let r = Self::repr_string(slf)?;
+            this.inner.borrow_mut().repr = Some(r);
+        }
+        if let Some(l) = &loop_ {
+            if this.scheduled.load(Ordering::Relaxed) {
+                l.get().timer_cancelled();
+            }
+        }
+        // Drop the callback outside the borrow: its destructor may run code.
+        let dropped = {
+            let mut inner = this.inner.borrow_mut();
+            (inner.callback.take(), inner.args.take())
+        };
+        drop(dropped);
+        Ok(())
+    }
+
+    fn repr_string(slf: &Bound<'_, Handle>) -> PyResult<String> {
+        let py = slf.py();
+        let this = slf.get();
+        if let Some(r) = &this.inner.borrow().repr {
+            return Ok(r.clone());
+        }
+        let mut info: Vec<String> = vec![slf.get_type().name()?.to_string()];
+        if this.is_cancelled() {
+            info.push("cancelled".into());
+        }
+        if !this.when.is_nan() {
+            info.push(format!("when={}", this.when.into_pyobject(py)?.repr()?));
+        }
+        let (cb, args, tb) = {
+            let inner = this.inner.borrow();
+            (
+                inner.callback.as_ref().map(|c| c.clone_ref(py)),
+                inner.args.as_ref().map(|a| a.clone_ref(py)),
+                inner.source_tb.as_ref().map(|t| t.clone_ref(py)),
+            )
+        };
+        if let (Some(cb), Some(args)) = (cb, args) {
+            let s = imports(py).format_callback_source.call1(py, (cb, args))?;
+            info.push(s.extract::<String>(py)?);
+        }
+        if let Some(tb) = tb {
+            let tb = tb.bind(py);
+            if tb.len()? > 0 {
+                let frame = tb.get_item(-1)?;
+                info.push(format!("created at {}:{}", frame.get_item(0)?, frame.get_item(1)?));
+            }
+        }
+        Ok(format!("<{}>", info.join(" ")))
+    }
+}
+
+#[pymethods]
+impl Handle {
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::do_cancel(slf)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.inner.borrow().context.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run(slf)
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.inner.borrow().callback.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.inner.borrow().args.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.get_context(py)
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Option<Py<LoopCore>> {
+        self.inner.borrow().loop_.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.inner.borrow().source_tb.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        Self::repr_string(slf)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(inner) = self.inner.try_borrow() {
+            visit.call(&inner.callback)?;
+            if let Some(a) = &inner.args {
+                visit.call(a)?;
+            }
+            visit.call(&inner.context)?;
+            visit.call(&inner.source_tb)?;
+            if let Some(l) = &inner.loop_ {
+                visit.call(l)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = {
+            let mut inner = self.inner.borrow_mut();
+            (inner.callback.take(), inner.args.take(), inner.context.take(), inner.source_tb.take(), inner.loop_.take())
+        };
+        drop(taken);
+    }
+}
+
+/// A handle with a deadline, returned by `call_later`/`call_at`.
+#[pyclass(frozen, extends = Handle, subclass, module = "ferroloop._ferroloop")]
+pub struct TimerHandle;
+
+#[pymethods]
+impl TimerHandle {
+    fn when(slf: &Bound<'_, Self>) -> f64 {
+        slf.as_super().get().when
+    }
+
+    #[getter]
+    fn _when(slf: &Bound<'_, Self>) -> f64 {
+        slf.as_super().get().when
+    }
+
+    #[getter]
+    fn _scheduled(slf: &Bound<'_, Self>) -> bool {
+        slf.as_super().get().scheduled.load(Ordering::Relaxed)
+    }
+
+    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
+        slf.as_super().get().when.into_pyobject(slf.py())?.hash()
+    }
+
+    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let a = slf.as_super().get();
+        let b = other.as_super().get();
+        let same = || -> PyResult<bool> {
+            if a.when != b.when || a.is_cancelled() != b.is_cancelled() {
+                return Ok(false);
+            }
+            let (ia, ib) = (a.inner.borrow(), b.inner.borrow());
+            let eq = |x: Option<&Bound<'_, PyAny>>, y: Option<&Bound<'_, PyAny>>| -> PyResult<bool> {
+                match (x, y) {
+                    (None, None) => Ok(true),
+                    (Some(x), Some(y)) => x.eq(y),
+                    _ => Ok(false),
+                }
+            };
+            Ok(eq(ia.callback.as_ref().map(|c| c.bind(py)), ib.callback.as_ref().map(|c| c.bind(py)))?
+                && eq(ia.args.as_ref().map(|c| c.bind(py).as_any()), ib.args.as_ref().map(|c| c.bind(py).as_any()))?)
+        };
+        let r = match op {
+            CompareOp::Lt => a.when < b.when,
+            CompareOp::Gt => a.when > b.when,
+            CompareOp::Le => a.when < b.when || same()?,
+            CompareOp::Ge => a.when > b.when || same()?,
+            CompareOp::Eq => same()?,
+            CompareOp::Ne => !same()?,
+        };
+        Ok(r.into_pyobject(py)?.to_owned().into_any().unbind())
+    }
+}
+
+/// Build a `Handle` (or `TimerHandle` when `when` is given) bound to `py`.
+pub(crate) fn make_handle(
+    py: Python<'_>,
+    h: Handle,
+    timer: bool,
+) -> PyResult<Bound<'_, Handle>> {
+    if timer {
+        let init = PyClassInitializer::from(h).add_subclass(TimerHandle);
+        Ok(Bound::new(py, init)?.into_super())
+    } else {
+        Bound::new(py, h)
+    }
+}

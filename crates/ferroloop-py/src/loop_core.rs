@@ -1,0 +1,694 @@
+//! `LoopCore`: the scheduling half of the event loop.
+//!
+//! `ferroloop.Loop` is a Python class deriving from `LoopCore` and
+//! `asyncio.AbstractEventLoop`. Everything on the hot path lives here:
+//! `call_soon`/`call_later`/`call_at`, `create_future`, `create_task` and the
+//! iteration itself (`_run_once`). Cold paths (exception handler, executors,
+//! async generator hooks, `run_until_complete`) are in `python/ferroloop`.
+//!
+//! One iteration (`run_once`), in asyncio's order:
+//! 1. drop cancelled timers from the top of the heap (or rebuild the heap when
+//!    more than half of it is cancelled);
+//! 2. poll the reactor once — with timeout 0 if anything is ready, until the
+//!    next deadline otherwise — releasing the GIL while it blocks;
+//! 3. move every timer due before `now + clock_resolution` to the ready queue;
+//! 4. run exactly the jobs that were ready at that point; jobs they schedule
+//!    wait for the next iteration.
+//!
+//! The ready queue holds [`Job`]s rather than only `Handle` objects: a
+//! Future's done callbacks and a Task's steps and wake-ups are queued as
+//! plain Rust values, so the common path allocates no Python object.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferroloop_engine::reactor::{Injector, Reactor, Readiness};
+use ferroloop_engine::{clock, ReadyQueue, TimerHeap};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::future::Future;
+use crate::gil::GilCell;
+use crate::handle::{make_handle, Handle};
+use crate::imports::imports;
+use crate::task::Task;
+use crate::util::{copy_context, is_fatal, run_in_context, write_unraisable};
+
+/// asyncio's `MAXIMUM_SELECT_TIMEOUT`.
+const MAX_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+/// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES` / `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
+const MIN_SCHEDULED_FOR_COMPACTION: usize = 100;
+const CANCELLED_FRACTION_FOR_COMPACTION: f64 = 0.5;
+
+pub(crate) enum Job {
+    /// A `call_soon`/`call_later` handle.
+    Handle(Py<Handle>),
+    /// A Future done-callback: `cb(arg)` inside `ctx`.
+    Callback {
+        cb: Py<PyAny>,
+        arg: Py<PyAny>,
+        ctx: Option<Py<PyAny>>,
+    },
+    /// Run one step of a native Task, optionally throwing `exc` into it.
+    Step { task: Py<Task>, exc: Option<Py<PyAny>> },
+    /// A native Task's awaited future finished.
+    Wakeup { task: Py<Task>, fut: Py<PyAny> },
+}
+
+impl Job {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Job::Handle(h) => visit.call(h),
+            Job::Callback { cb, arg, ctx } => {
+                visit.call(cb)?;
+                visit.call(arg)?;
+                visit.call(ctx)
+            }
+            Job::Step { task, exc } => {
+                visit.call(task)?;
+                visit.call(exc)
+            }
+            Job::Wakeup { task, fut } => {
+                visit.call(task)?;
+                visit.call(fut)
+            }
+        }
+    }
+}
+
+pub(crate) struct LoopState {
+    ready: ReadyQueue<Job>,
+    timers: TimerHeap<Py<Handle>>,
+    timer_cancelled: usize,
+    stopping: bool,
+    closed: bool,
+    running: bool,
+    debug: bool,
+    thread_id: u64,
+    task_factory: Option<Py<PyAny>>,
+    slow_callback_duration: f64,
+}
+
+#[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
+pub struct LoopCore {
+    st: GilCell<LoopState>,
+    reactor: Mutex<Reactor>,
+    io_events: Mutex<Vec<Readiness>>,
+    injector: Arc<Injector<Job>>,
+    clock_resolution: f64,
+}
+
+fn current_thread_id() -> u64 {
+    // SAFETY: pthread_self has no preconditions. It is the value Python's
+    // threading.get_ident() returns on Linux.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+pub(crate) fn closed_error() -> PyErr {
+    PyRuntimeError::new_err("Event loop is closed")
+}
+
+impl LoopCore {
+    #[inline]
+    pub(crate) fn debug(&self) -> bool {
+        self.st.borrow().debug
+    }
+
+    #[inline]
+    pub(crate) fn is_closed_flag(&self) -> bool {
+        self.st.borrow().closed
+    }
+
+    pub(crate) fn timer_cancelled(&self) {
+        self.st.borrow_mut().timer_cancelled += 1;
+    }
+
+    /// Queue a job for the next iteration (the `call_soon` of native code).
+    #[inline]
+    pub(crate) fn push_job(&self, job: Job) -> PyResult<()> {
+        let mut st = self.st.borrow_mut();
+        if st.closed {
+            drop(st);
+            drop(job);
+            return Err(closed_error());
+        }
+        st.ready.push_back(job);
+        let other_thread = st.running && st.thread_id != current_thread_id();
+        drop(st);
+        if other_thread {
+            self.wake()?;
+        }
+        Ok(())
+    }
+
+    fn wake(&self) -> PyResult<()> {
+        self.injector.wake().map_err(|e| PyOSError::new_err(e.to_string()))
+    }
+
+    /// `loop.call_exception_handler(context)`; errors from the handler other
+    /// than SystemExit/KeyboardInterrupt are reported as unraisable.
+    pub(crate) fn report(loop_: &Bound<'_, PyAny>, context: Bound<'_, PyDict>) -> PyResult<()> {
+        match loop_.call_method1("call_exception_handler", (context,)) {
+            Ok(_) => Ok(()),
+            Err(e) if is_fatal(loop_.py(), &e) => Err(e),
+            Err(e) => {
+                write_unraisable(loop_.py(), e, Some(loop_));
+                Ok(())
+            }
+        }
+    }
+
+    fn check_closed(&self) -> PyResult<()> {
+        if self.st.borrow().closed {
+            Err(closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Validation shared by call_soon/call_at; `debug` adds asyncio's
+    /// debug-mode checks (thread and coroutine-function).
+    fn check_callback(py: Python<'_>, st_debug: bool, thread_id: u64, cb: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+        if st_debug && thread_id != 0 && thread_id != current_thread_id() {
+            return Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            ));
+        }
+        // SAFETY: PyCoro_CheckExact only reads the object's type pointer.
+        let is_coro = unsafe { ffi::PyCoro_CheckExact(cb.as_ptr()) } != 0;
+        if is_coro
+            || (st_debug
+                && py
+                    .import("asyncio.coroutines")?
+                    .call_method1("iscoroutinefunction", (cb,))?
+                    .is_truthy()?)
+        {
+            return Err(PyTypeError::new_err(format!("coroutines cannot be used with {method}()")));
+        }
+        if !cb.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "a callable object was expected by {method}(), got {}",
+                cb.repr()?
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn source_traceback(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        // Called from native code, extract_stack() starts at the Python
+        // caller: the frame that called call_soon or created the future.
+        Ok(Some(imports(py).extract_stack.call0(py)?))
+    }
+
+    fn new_handle<'py>(
+        slf: &Bound<'py, LoopCore>,
+        callback: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+        method: &str,
+        when: Option<f64>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let py = slf.py();
+        let (closed, debug, thread_id) = {
+            let st = slf.get().st.borrow();
+            (st.closed, st.debug, st.thread_id)
+        };
+        if closed {
+            return Err(closed_error());
+        }
+        Self::check_callback(py, debug, if method == "call_soon_threadsafe" { 0 } else { thread_id }, callback, method)?;
+        let ctx = match context {
+            Some(c) if !c.is_none() => c.unbind(),
+            _ => copy_context(py)?,
+        };
+        let tb = if debug { Self::source_traceback(py)? } else { None };
+        let h = Handle::new_inner(
+            callback.clone().unbind(),
+            args.clone().unbind(),
+            ctx,
+            slf.clone().unbind(),
+            tb,
+            when.unwrap_or(f64::NAN),
+        );
+        make_handle(py, h, when.is_some())
+    }
+
+    /// Run one job popped from the ready queue.
+    fn run_job(slf: &Bound<'_, LoopCore>, job: Job) -> PyResult<()> {
+        let py = slf.py();
+        match job {
+            Job::Handle(h) => Handle::run(h.bind(py)),
+            Job::Callback { cb, arg, ctx } => {
+                let r = run_in_context(py, ctx.as_ref(), || cb.bind(py).call1((arg.bind(py),)).map(drop));
+                match r {
+                    Ok(()) => Ok(()),
+                    Err(e) if is_fatal(py, &e) => Err(e),
+                    Err(e) => {
+                        // Report through a Handle, as asyncio would have one.
+                        let args = PyTuple::new(py, [arg])?;
+                        let ctx = match ctx {
+                            Some(c) => c,
+                            None => copy_context(py)?,
+                        };
+                        let h = Handle::new_inner(cb.clone_ref(py), args.clone().unbind(), ctx, slf.clone().unbind(), None, f64::NAN);
+                        let h = make_handle(py, h, false)?;
+                        let src = imports(py)
+                            .format_callback_source
+                            .call1(py, (cb, args))
+                            .and_then(|s| s.extract::<String>(py))
+                            .unwrap_or_else(|_| "<callback>".to_owned());
+                        let d = PyDict::new(py);
+                        d.set_item("message", format!("Exception in callback {src}"))?;
+                        d.set_item("exception", e.value(py))?;
+                        d.set_item("handle", h)?;
+                        Self::report(slf.as_any(), d)
+                    }
+                }
+            }
+            Job::Step { task, exc } => Task::run_step_job(task.bind(py), exc.map(|e| e.into_bound(py))),
+            Job::Wakeup { task, fut } => Task::run_wakeup_job(task.bind(py), fut.into_bound(py)),
+        }
+    }
+
+    fn describe_job(py: Python<'_>, job: &Job) -> String {
+        let r = match job {
+            Job::Handle(h) => h.bind(py).repr().map(|s| s.to_string()),
+            Job::Callback { cb, .. } => cb.bind(py).repr().map(|s| format!("<Handle {s}>")),
+            Job::Step { task, .. } => task.bind(py).repr().map(|s| format!("<Handle step of {s}>")),
+            Job::Wakeup { task, .. } => task.bind(py).repr().map(|s| format!("<Handle wakeup of {s}>")),
+        };
+        r.unwrap_or_else(|_| "<job>".into())
+    }
+
+    pub(crate) fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+
+        // 1. cancelled timers, 2. timeout.
+        let (timeout, dead) = {
+            let mut st = this.st.borrow_mut();
+            let mut dead = Vec::new();
+            let n = st.timers.len();
+            if n > MIN_SCHEDULED_FOR_COMPACTION
+                && st.timer_cancelled as f64 / n as f64 > CANCELLED_FRACTION_FOR_COMPACTION
+            {
+                dead = st.timers.retain(|h| !h.get().is_cancelled());
+                st.timer_cancelled = 0;
+            } else {
+                while st.timers.peek().is_some_and(|h| h.get().is_cancelled()) {
+                    let (_, h) = st.timers.pop().expect("peeked");
+                    st.timer_cancelled = st.timer_cancelled.saturating_sub(1);
+                    dead.push(h);
+                }
+            }
+            for h in &dead {
+                h.get().scheduled.store(false, Ordering::Relaxed);
+            }
+            let timeout = if !st.ready.is_empty() || st.stopping {
+                Some(0.0)
+            } else if let Some(when) = st.timers.peek_when() {
+                Some((when - clock::monotonic()).clamp(0.0, MAX_SELECT_TIMEOUT))
+            } else {
+                None
+            };
+            (timeout, dead)
+        };
+        drop(dead);
+
+        // 2. poll. With nothing registered but the waker and no need to
+        // block, the syscall would only report wake-ups, which the ready
+        // queue already holds.
+        let registered = this.reactor.lock().unwrap_or_else(|e| e.into_inner()).registered();
+        if timeout != Some(0.0) || registered > 0 {
+            let dur = timeout.map(Duration::from_secs_f64);
+            let mut events = std::mem::take(&mut *this.io_events.lock().unwrap_or_else(|e| e.into_inner()));
+            events.clear();
+            let res = if timeout == Some(0.0) {
+                this.reactor.lock().unwrap_or_else(|e| e.into_inner()).poll(dur, &mut events)
+            } else {
+                py.detach(|| this.reactor.lock().unwrap_or_else(|e| e.into_inner()).poll(dur, &mut events))
+            };
+            match res {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    // A signal: let Python run its handlers (KeyboardInterrupt
+                    // surfaces here), then carry on with the iteration.
+                    py.check_signals()?;
+                }
+                Err(e) => return Err(PyOSError::new_err(e.to_string())),
+            }
+            *this.io_events.lock().unwrap_or_else(|e| e.into_inner()) = events;
+        }
+        {
+            let mut st = this.st.borrow_mut();
+            this.injector.drain_into(&mut st.ready);
+        }
+
+        // 3. due timers.
+        let end_time = clock::monotonic() + this.clock_resolution;
+        {
+            let mut st = this.st.borrow_mut();
+            while st.timers.peek_when().is_some_and(|w| w < end_time) {
+                let (_, h) = st.timers.pop().expect("peeked");
+                h.get().scheduled.store(false, Ordering::Relaxed);
+                st.ready.push_back(Job::Handle(h));
+            }
+        }
+
+        // 4. run what is ready now.
+        let (ntodo, debug) = {
+            let st = this.st.borrow();
+            (st.ready.len(), st.debug)
+        };
+        for _ in 0..ntodo {
+            let job = {
+                let mut st = this.st.borrow_mut();
+                match st.ready.pop_front() {
+                    Some(j) => j,
+                    None => break,
+                }
+            };
+            if let Job::Handle(h) = &job {
+                if h.get().is_cancelled() {
+                    continue;
+                }
+            }
+            if debug {
+                let desc = Self::describe_job(py, &job);
+                let t0 = clock::monotonic();
+                let r = Self::run_job(slf, job);
+                let dt = clock::monotonic() - t0;
+                let slow = this.st.borrow().slow_callback_duration;
+                if dt >= slow {
+                    slf.call_method1("_log_slow_callback", (desc, dt))?;
+                }
+                r?;
+            } else {
+                Self::run_job(slf, job)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let reactor = Reactor::new().map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let injector = Arc::new(Injector::new(reactor.waker()));
+        Ok(LoopCore {
+            st: GilCell::new(LoopState {
+                ready: ReadyQueue::new(),
+                timers: TimerHeap::new(),
+                timer_cancelled: 0,
+                stopping: false,
+                closed: false,
+                running: false,
+                debug: false,
+                thread_id: 0,
+                task_factory: None,
+                slow_callback_duration: 0.1,
+            }),
+            reactor: Mutex::new(reactor),
+            io_events: Mutex::new(Vec::new()),
+            injector,
+            clock_resolution: clock::resolution(),
+        })
+    }
+
+    /// The loop clock: `time.monotonic()`.
+    fn time(&self) -> f64 {
+        clock::monotonic()
+    }
+
+    #[getter]
+    fn _clock_resolution(&self) -> f64 {
+        self.clock_resolution
+    }
+
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn call_soon<'py>(
+        slf: &Bound<'py, Self>,
+        callback: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let h = Self::new_handle(slf, callback, args, context, "call_soon", None)?;
+        slf.get().st.borrow_mut().ready.push_back(Job::Handle(h.clone().unbind()));
+        Ok(h)
+    }
+
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn call_soon_threadsafe<'py>(
+        slf: &Bound<'py, Self>,
+        callback: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let h = Self::new_handle(slf, callback, args, context, "call_soon_threadsafe", None)?;
+        // Every access to the ready queue happens under the GIL, so another
+        // thread may append to it directly; the waker then interrupts a
+        // blocking poll. Appending (instead of a side queue) keeps the FIFO
+        // order with call_soon, as asyncio does.
+        slf.get().st.borrow_mut().ready.push_back(Job::Handle(h.clone().unbind()));
+        slf.get().wake()?;
+        Ok(h)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context = None))]
+    fn call_later<'py>(
+        slf: &Bound<'py, Self>,
+        delay: &Bound<'py, PyAny>,
+        callback: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let delay: f64 = delay.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "unsupported operand type(s) for +: 'float' and '{}'",
+                delay.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        Self::schedule_at(slf, clock::monotonic() + delay, callback, args, context, "call_later")
+    }
+
+    #[pyo3(signature = (when, callback, *args, context = None))]
+    fn call_at<'py>(
+        slf: &Bound<'py, Self>,
+        when: &Bound<'py, PyAny>,
+        callback: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when: f64 = when.extract()?;
+        Self::schedule_at(slf, when, callback, args, context, "call_at")
+    }
+
+    #[staticmethod]
+    fn schedule_at<'py>(
+        slf: &Bound<'py, Self>,
+        when: f64,
+        callback: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+        method: &str,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let h = Self::new_handle(slf, callback, args, context, method, Some(when))?;
+        h.get().scheduled.store(true, Ordering::Relaxed);
+        slf.get().st.borrow_mut().timers.push(when, h.clone().unbind());
+        Ok(h)
+    }
+
+    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Future>> {
+        Future::new_for_loop(slf)
+    }
+
+    #[pyo3(signature = (coro, *, name = None, context = None, eager_start = None))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: &Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        context: Option<Bound<'py, PyAny>>,
+        eager_start: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        slf.get().check_closed()?;
+        let factory = slf.get().st.borrow().task_factory.as_ref().map(|f| f.clone_ref(py));
+        match factory {
+            None => Ok(Task::new_for_loop(slf, coro, name, context, eager_start.unwrap_or(false))?.into_any()),
+            Some(f) => {
+                let kwargs = PyDict::new(py);
+                if let Some(c) = context.filter(|c| !c.is_none()) {
+                    kwargs.set_item("context", c)?;
+                }
+                if let Some(e) = eager_start {
+                    kwargs.set_item("eager_start", e)?;
+                }
+                let task = f.bind(py).call((slf, coro), Some(&kwargs))?;
+                if let Some(n) = name.filter(|n| !n.is_none()) {
+                    if let Ok(set_name) = task.getattr("set_name") {
+                        set_name.call1((n,))?;
+                    }
+                }
+                Ok(task)
+            }
+        }
+    }
+
+    fn set_task_factory(&self, py: Python<'_>, factory: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let factory = factory.filter(|f| !f.is_none());
+        if let Some(f) = &factory {
+            if !f.is_callable() {
+                return Err(PyTypeError::new_err("task factory must be a callable or None"));
+            }
+        }
+        let old = std::mem::replace(&mut self.st.borrow_mut().task_factory, factory.map(Bound::unbind));
+        drop(old);
+        let _ = py;
+        Ok(())
+    }
+
+    fn get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st.borrow().task_factory.as_ref().map(|f| f.clone_ref(py))
+    }
+
+    fn stop(&self) -> PyResult<()> {
+        let running_elsewhere = {
+            let mut st = self.st.borrow_mut();
+            st.stopping = true;
+            st.running && st.thread_id != current_thread_id()
+        };
+        if running_elsewhere {
+            self.wake()?;
+        }
+        Ok(())
+    }
+
+    fn is_running(&self) -> bool {
+        self.st.borrow().running
+    }
+
+    fn is_closed(&self) -> bool {
+        self.st.borrow().closed
+    }
+
+    fn get_debug(&self) -> bool {
+        self.st.borrow().debug
+    }
+
+    fn set_debug(&self, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.st.borrow_mut().debug = enabled.is_truthy()?;
+        Ok(())
+    }
+
+    #[getter]
+    fn get_slow_callback_duration(&self) -> f64 {
+        self.st.borrow().slow_callback_duration
+    }
+
+    #[setter]
+    fn set_slow_callback_duration(&self, v: f64) {
+        self.st.borrow_mut().slow_callback_duration = v;
+    }
+
+    #[getter]
+    fn _stopping(&self) -> bool {
+        self.st.borrow().stopping
+    }
+
+    #[getter]
+    fn _thread_id(&self) -> Option<u64> {
+        let t = self.st.borrow().thread_id;
+        (t != 0).then_some(t)
+    }
+
+    fn _check_closed(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
+    /// Mark the loop running (or not) on the calling thread.
+    fn _set_running(&self, running: bool) {
+        let mut st = self.st.borrow_mut();
+        st.running = running;
+        st.thread_id = if running { current_thread_id() } else { 0 };
+    }
+
+    /// Iterate until `stop()` is called. Setup and teardown (running-loop
+    /// registration, async generator hooks) are done by `Loop.run_forever`.
+    fn _run_forever_core(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let r = loop {
+            if let Err(e) = Self::run_once(slf) {
+                break Err(e);
+            }
+            if slf.get().st.borrow().stopping {
+                break Ok(());
+            }
+        };
+        slf.get().st.borrow_mut().stopping = false;
+        r
+    }
+
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once(slf)
+    }
+
+    /// Drop everything queued and mark the loop closed.
+    fn _close_core(&self) {
+        let (ready, timers, factory) = {
+            let mut st = self.st.borrow_mut();
+            st.closed = true;
+            (std::mem::take(&mut st.ready), st.timers.drain(), st.task_factory.take())
+        };
+        for h in &timers {
+            h.get().scheduled.store(false, Ordering::Relaxed);
+        }
+        drop((ready, timers, factory));
+    }
+
+    fn _write_to_self(&self) -> PyResult<()> {
+        self.wake()
+    }
+
+    #[getter]
+    fn _ready_count(&self) -> usize {
+        self.st.borrow().ready.len()
+    }
+
+    #[getter]
+    fn _timer_count(&self) -> usize {
+        self.st.borrow().timers.len()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(st) = self.st.try_borrow() {
+            for j in st.ready.iter() {
+                j.traverse(&visit)?;
+            }
+            for h in st.timers.iter() {
+                visit.call(h)?;
+            }
+            visit.call(&st.task_factory)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = {
+            let mut st = self.st.borrow_mut();
+            (std::mem::take(&mut st.ready), st.timers.drain(), st.task_factory.take())
+        };
+        drop(taken);
+    }
+}

@@ -1,0 +1,52 @@
+//! Small helpers shared by the pyclasses.
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// Run `f` with `ctx` (a `contextvars.Context`) entered, like
+/// `ctx.run(...)` but without building an argument tuple.
+#[inline]
+pub(crate) fn run_in_context<R>(
+    py: Python<'_>,
+    ctx: Option<&Py<PyAny>>,
+    f: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    let Some(ctx) = ctx else { return f() };
+    // SAFETY: `ctx` is a live object (we hold a reference); PyContext_Enter
+    // type-checks it and sets an exception on failure (e.g. already entered).
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let r = f();
+    // SAFETY: the context entered above is still the current one unless the
+    // callback broke the nesting, in which case Exit reports an error.
+    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } < 0 {
+        let exit_err = PyErr::fetch(py);
+        return match r {
+            Ok(_) => Err(exit_err),
+            Err(e) => Err(e),
+        };
+    }
+    r
+}
+
+/// A fresh copy of the current context (`contextvars.copy_context()`).
+#[inline]
+pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an
+    // exception set; from_owned_ptr_or_err handles both.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()).map(Bound::unbind) }
+}
+
+/// Exceptions that must escape callbacks and stop the loop, as in asyncio.
+#[inline]
+pub(crate) fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
+    e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
+/// Report an error that cannot be raised anywhere (like a failing exception
+/// handler) through `sys.unraisablehook`.
+pub(crate) fn write_unraisable(py: Python<'_>, e: PyErr, obj: Option<&Bound<'_, PyAny>>) {
+    e.write_unraisable(py, obj);
+}

@@ -1,0 +1,85 @@
+"""ferroloop: asyncio's event loop, Future and Task, implemented in Rust.
+
+Use it like uvloop::
+
+    import ferroloop
+    ferroloop.run(main())            # or: asyncio.run(main(), loop_factory=ferroloop.new_event_loop)
+
+or run an unmodified program on it with ``python -m ferroloop script.py``.
+"""
+
+import asyncio as _asyncio
+import sys as _sys
+import warnings as _warnings
+
+from ._ferroloop import Future, Handle, Task, TimerHandle
+from ._loop import Loop, new_event_loop
+
+__all__ = (
+    "Future",
+    "Task",
+    "Handle",
+    "TimerHandle",
+    "Loop",
+    "new_event_loop",
+    "run",
+    "install",
+    "EventLoopPolicy",
+    "eager_task_factory",
+    "create_eager_task_factory",
+)
+
+__version__ = "0.1.0"
+
+
+def run(main, *, debug=None, loop_factory=new_event_loop, **run_kwargs):
+    """Run coroutine ``main`` on a new ferroloop loop and return its result.
+
+    Same contract as ``asyncio.run`` (``asyncio.Runner`` on 3.11).
+    """
+    if _sys.version_info >= (3, 12):
+        return _asyncio.run(main, debug=debug, loop_factory=loop_factory, **run_kwargs)
+    if run_kwargs:
+        raise TypeError(f"unexpected keyword arguments: {sorted(run_kwargs)}")
+    with _asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
+        return runner.run(main)
+
+
+class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose loops are ferroloop loops."""
+
+    def _loop_factory(self):
+        return new_event_loop()
+
+    def __repr__(self):
+        return f"<{type(self).__name__}>"
+
+
+def install():
+    """Make ferroloop the loop of ``asyncio.new_event_loop()``/``asyncio.run()``.
+
+    Deprecated on Python 3.12+ (as the policy system is); prefer
+    ``ferroloop.run()`` or ``asyncio.run(..., loop_factory=ferroloop.new_event_loop)``.
+    """
+    if _sys.version_info >= (3, 12):
+        _warnings.warn(
+            "ferroloop.install() is deprecated in favor of ferroloop.run() "
+            "starting with Python 3.12.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def create_eager_task_factory(custom_task_constructor):
+    """Like ``asyncio.create_eager_task_factory`` (3.12), on every Python."""
+
+    def factory(loop, coro, *, name=None, context=None, eager_start=True):
+        return custom_task_constructor(
+            coro, loop=loop, name=name, context=context, eager_start=eager_start
+        )
+
+    return factory
+
+
+eager_task_factory = create_eager_task_factory(Task)

@@ -1,0 +1,39 @@
+"""``python -m ferroloop script.py [args]`` / ``python -m ferroloop -m module [args]``.
+
+Runs an unmodified asyncio program with ferroloop as the event loop: the
+program's own ``asyncio.run()`` and ``asyncio.new_event_loop()`` get a
+ferroloop loop.
+"""
+
+import runpy
+import sys
+import warnings
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage = "usage: python -m ferroloop (script.py | -m module) [args ...]"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage, file=sys.stderr if not argv else sys.stdout)
+        return 2 if not argv else 0
+    import asyncio
+
+    import ferroloop
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(ferroloop.EventLoopPolicy())
+    if argv[0] == "-m":
+        if len(argv) < 2:
+            print(usage, file=sys.stderr)
+            return 2
+        sys.argv = argv[1:]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = argv
+        runpy.run_path(argv[0], run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
