@@ -7,14 +7,20 @@ executors, async generator bookkeeping, ``run_until_complete``, DNS — are the
 functions of asyncio's own ``BaseEventLoop``, bound to this class. They only
 rely on the public loop API and on a handful of attributes that ``__init__``
 sets up, so ferroloop behaves exactly like asyncio there by construction.
+
+The I/O half is transitional: descriptor readiness (``_add_reader`` and
+friends) is native, on the Rust reactor, while sockets, servers and
+transports are asyncio's selector-based ones driven by it. Native
+transports replace them with the networking work (see docs/DIFFERENCES.md).
 """
 
 import asyncio
+import selectors
 import logging
 import sys
 import threading
 import weakref
-from asyncio import base_events, coroutines, events
+from asyncio import base_events, coroutines, events, selector_events, unix_events
 
 from . import _ferroloop
 
@@ -24,8 +30,9 @@ logger = logging.getLogger("asyncio")
 
 _BaseEventLoop = base_events.BaseEventLoop
 
-# asyncio functions reused verbatim (by reference, not by copy).
-_BORROWED = (
+# asyncio functions reused by reference (not copied): cold paths whose exact
+# behaviour is asyncio's by construction.
+_BORROWED_BASE = (
     "run_until_complete",
     "_check_running",
     "_check_callback",
@@ -46,7 +53,90 @@ _BORROWED = (
     "default_exception_handler",
     "call_exception_handler",
     "__del__",
+    # I/O built on the transports (see module docstring)
+    "create_connection",
+    "_connect_sock",
+    "_create_connection_transport",
+    "sendfile",
+    "_sendfile_fallback",
+    "_check_sendfile_params",
+    "start_tls",
+    "create_datagram_endpoint",
+    "_ensure_resolved",
+    "_create_server_getaddrinfo",
+    "create_server",
+    "connect_accepted_socket",
+    "connect_read_pipe",
+    "connect_write_pipe",
+    "sock_sendfile",
+    "_sock_sendfile_fallback",
+    "_check_sock_sendfile_params" if hasattr(_BaseEventLoop, "_check_sock_sendfile_params") else "_check_sendfile_params",
 )
+
+_BORROWED_SELECTOR = (
+    "_make_socket_transport",
+    "_make_ssl_transport",
+    "_make_datagram_transport",
+    "_start_serving",
+    "_accept_connection",
+    "_accept_connection2",
+    "_ensure_fd_no_transport",
+    "add_reader",
+    "remove_reader",
+    "add_writer",
+    "remove_writer",
+    "sock_recv",
+    "_sock_read_done",
+    "_sock_recv",
+    "sock_recv_into",
+    "_sock_recv_into",
+    "sock_recvfrom",
+    "_sock_recvfrom",
+    "sock_recvfrom_into",
+    "_sock_recvfrom_into",
+    "sock_sendall",
+    "_sock_sendall",
+    "sock_sendto",
+    "_sock_sendto",
+    "sock_connect",
+    "_sock_connect",
+    "_sock_write_done",
+    "_sock_connect_cb",
+    "sock_accept",
+    "_sock_accept",
+    "_sendfile_native",
+    "_stop_serving",
+)
+
+_BORROWED_UNIX = (
+    "_make_read_pipe_transport",
+    "_make_write_pipe_transport",
+    "create_unix_connection",
+    "create_unix_server",
+    "_sock_sendfile_native",
+    "_sock_sendfile_native_impl",
+    "_sock_sendfile_update_filepos",
+    "_sock_add_cancellation_callback",
+)
+
+
+class _SelectorView:
+    """What asyncio's transports read from ``loop._selector`` (their reprs
+    ask whether a descriptor is being polled), answered from the reactor."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop):
+        self._loop = weakref.ref(loop)
+
+    def get_key(self, fd):
+        loop = self._loop()
+        cbs = None if loop is None else loop._fd_callbacks(fd)
+        if cbs is None:
+            raise KeyError(fd)
+        reader, writer = cbs
+        events = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
+        return selectors.SelectorKey(fd, fd, events, (reader, writer))
 
 
 class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
@@ -61,11 +151,18 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
+        self._transports = weakref.WeakValueDictionary()
+        self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
 
-    for _name in _BORROWED:
-        locals()[_name] = getattr(_BaseEventLoop, _name)
-    del _name
+    for _cls, _names in (
+        (_BaseEventLoop, _BORROWED_BASE),
+        (selector_events.BaseSelectorEventLoop, _BORROWED_SELECTOR),
+        (unix_events._UnixSelectorEventLoop, _BORROWED_UNIX),
+    ):
+        for _name in _names:
+            locals()[_name] = getattr(_cls, _name)
+    del _cls, _names, _name
 
     @property
     def _debug(self):

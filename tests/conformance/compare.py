@@ -14,8 +14,8 @@ not hide the rest of the module.
 Output: a per-module count table per target; the number of tests that pass
 on asyncio and how many of those also pass on ferroloop (the ratio); and the
 list of tests that pass on asyncio but not on ferroloop.  Per-test outcomes
-are left in ``DIR/<target>.tsv`` (default DIR: ``conformance-results`` in the
-current directory), raw pytest logs in ``DIR/<target>/``.
+are left in ``DIR/<target>.tsv`` (default DIR: ``ferroloop-conformance`` in
+the temp directory), raw pytest logs in ``DIR/<target>/``.
 
 Exit status: 0, or 1 when ``--min-ratio`` is given and not met (or when the
 comparison is impossible because a target produced no results).
@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -69,6 +70,7 @@ def run_module(target, module, outdir, pytest_args, timeout):
     if timeout is not None:
         env["FERROLOOP_CONFORMANCE_TIMEOUT"] = str(timeout)
     crashed, notes = {}, []
+    t0 = time.monotonic()
     for attempt in range(MAX_RESUMES + 1):
         outcomes, _ = read_results(results)
         deselect = [a for n in list(outcomes) + list(crashed)
@@ -91,7 +93,7 @@ def run_module(target, module, outdir, pytest_args, timeout):
     else:
         notes.append(f"gave up after {MAX_RESUMES} resumes")
     outcomes.update(crashed)
-    return target, module, outcomes, notes
+    return target, module, outcomes, notes, time.monotonic() - t0
 
 
 def module_of(nodeid):
@@ -103,7 +105,8 @@ def main(argv=None):
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--out", default="conformance-results")
+    parser.add_argument("--out", default=os.path.join(
+        tempfile.gettempdir(), "ferroloop-conformance"))
     parser.add_argument("--targets", default="asyncio,ferroloop",
                         help="comma-separated; the first is the baseline")
     parser.add_argument("--min-ratio", type=float, default=None,
@@ -125,14 +128,17 @@ def main(argv=None):
 
     started = time.monotonic()
     per_target = {t: {} for t in targets}
+    seconds = {t: collections.Counter() for t in targets}
     notes = []
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
         jobs = [pool.submit(run_module, t, m, outdir, args.pytest_args,
                             args.timeout)
                 for m in modules for t in targets]
         for job in concurrent.futures.as_completed(jobs):
-            target, module, outcomes, mod_notes = job.result()
+            target, module, outcomes, mod_notes, secs = job.result()
             per_target[target].update(outcomes)
+            seconds[target][module] = secs
+            seconds[target]["TOTAL"] += secs
             notes += [f"[{target}] {module}: {n}" for n in mod_notes]
     elapsed = time.monotonic() - started
 
@@ -149,10 +155,13 @@ def main(argv=None):
             counts[module_of(nodeid)][outcome] += 1
             counts["TOTAL"][outcome] += 1
         print(f"\n== {t}")
-        print(f"{'module':28}" + "".join(f"{o:>9}" for o in OUTCOMES))
-        for m in sorted(counts, key=lambda m: (m == "TOTAL", m)):
+        print(f"{'module':28}" + "".join(f"{o:>9}" for o in OUTCOMES)
+              + f"{'seconds':>9}")
+        for m in sorted(set(counts) | set(seconds[t]),
+                        key=lambda m: (m == "TOTAL", m)):
             print(f"{m:28}" + "".join(f"{counts[m][o]:>9}"
-                                       for o in OUTCOMES))
+                                       for o in OUTCOMES)
+                  + f"{seconds[t][m]:>9.1f}")
 
     for n in sorted(notes):
         print("note:", n)

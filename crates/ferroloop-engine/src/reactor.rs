@@ -25,7 +25,7 @@ pub const WAKER_TOKEN: Token = Token(0);
 /// Readiness reported for one registered descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Readiness {
-    pub token: usize,
+    pub fd: RawFd,
     pub readable: bool,
     pub writable: bool,
 }
@@ -67,7 +67,7 @@ impl Reactor {
                 continue;
             }
             out.push(Readiness {
-                token: ev.token().0,
+                fd: (ev.token().0 - 1) as RawFd,
                 readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                 writable: ev.is_writable() || ev.is_write_closed() || ev.is_error(),
             });
@@ -84,25 +84,47 @@ impl Reactor {
         }
     }
 
-    /// Register `fd` (or change its interest). `token` must not be 0.
-    pub fn register(&mut self, fd: RawFd, token: usize, readable: bool, writable: bool, already: bool) -> io::Result<()> {
-        debug_assert!(token != WAKER_TOKEN.0);
+    /// Set the interest for `fd` (token `fd + 1`). `known` says whether the
+    /// caller believes `fd` is registered; a stale belief (the descriptor
+    /// was closed and its number reused) is repaired by registering anew.
+    /// Calling this again with the same interest re-arms the descriptor:
+    /// mio is edge-triggered, and re-arming reports readiness that is still
+    /// present, which is how level-triggered callbacks are emulated.
+    pub fn set_interest(&mut self, fd: RawFd, readable: bool, writable: bool, known: bool) -> io::Result<()> {
+        let token = Token(fd as usize + 1);
         let reg = self.poll.registry();
-        match (Self::interest(readable, writable), already) {
-            (Some(i), false) => {
-                reg.register(&mut SourceFd(&fd), Token(token), i)?;
-                self.registered += 1;
+        let Some(interest) = Self::interest(readable, writable) else {
+            if known {
+                self.deregister(fd)?;
             }
-            (Some(i), true) => reg.reregister(&mut SourceFd(&fd), Token(token), i)?,
-            (None, true) => self.deregister(fd)?,
-            (None, false) => {}
+            return Ok(());
+        };
+        if known {
+            match reg.reregister(&mut SourceFd(&fd), token, interest) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    self.registered = self.registered.saturating_sub(1);
+                }
+                Err(e) => return Err(e),
+            }
         }
+        match reg.register(&mut SourceFd(&fd), token, interest) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => reg.reregister(&mut SourceFd(&fd), token, interest)?,
+            Err(e) => return Err(e),
+        }
+        self.registered += 1;
         Ok(())
     }
 
+    /// Forget `fd`. A descriptor that was already closed (and so dropped
+    /// from epoll by the kernel) is not an error.
     pub fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
         self.registered = self.registered.saturating_sub(1);
-        self.poll.registry().deregister(&mut SourceFd(&fd))
+        match self.poll.registry().deregister(&mut SourceFd(&fd)) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EBADF)) => Ok(()),
+            r => r,
+        }
     }
 }
 
@@ -226,14 +248,22 @@ mod tests {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: `fds` has room for the two descriptors pipe() writes.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        r.register(fds[0], 5, true, false, false).unwrap();
+        r.set_interest(fds[0], true, false, false).unwrap();
         assert_eq!(r.registered(), 1);
         // SAFETY: fds[1] is the open write end; we write one byte from a
         // valid buffer.
         assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
         let mut out = Vec::new();
         r.poll(Some(Duration::from_secs(1)), &mut out).unwrap();
-        assert_eq!(out, vec![Readiness { token: 5, readable: true, writable: false }]);
+        assert_eq!(out, vec![Readiness { fd: fds[0], readable: true, writable: false }]);
+        // Edge-triggered: nothing new until re-armed; re-arming reports the
+        // unread byte again (level-triggered emulation).
+        out.clear();
+        r.poll(Some(Duration::from_millis(10)), &mut out).unwrap();
+        assert!(out.is_empty());
+        r.set_interest(fds[0], true, false, true).unwrap();
+        r.poll(Some(Duration::from_secs(1)), &mut out).unwrap();
+        assert_eq!(out.len(), 1);
         r.deregister(fds[0]).unwrap();
         assert_eq!(r.registered(), 0);
         // SAFETY: both descriptors came from pipe() above and are closed once.

@@ -92,7 +92,7 @@ impl Handle {
                     .unwrap_or_else(|_| "<callback>".to_owned());
                 let ctxd = PyDict::new(py);
                 ctxd.set_item("message", format!("Exception in callback {src}"))?;
-                ctxd.set_item("exception", e.value(py))?;
+                ctxd.set_item("exception", crate::util::exc_value(py, e))?;
                 ctxd.set_item("handle", slf)?;
                 let loop_ = this.inner.borrow().loop_.as_ref().map(|l| l.clone_ref(py));
                 if let Some(tb) = this.inner.borrow().source_tb.as_ref() {
@@ -104,6 +104,19 @@ impl Handle {
                 Ok(())
             }
         }
+    }
+
+    /// Cancel without the debug-mode repr (used for replaced I/O handles).
+    pub(crate) fn cancel_quiet(slf: &Bound<'_, Handle>) {
+        let this = slf.get();
+        if this.cancelled.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let dropped = {
+            let mut inner = this.inner.borrow_mut();
+            (inner.callback.take(), inner.args.take())
+        };
+        drop(dropped);
     }
 
     fn do_cancel(slf: &Bound<'_, Handle>) -> PyResult<()> {

@@ -19,13 +19,14 @@
 //! Future's done callbacks and a Task's steps and wake-ups are queued as
 //! plain Rust values, so the common path allocates no Python object.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferroloop_engine::reactor::{Injector, Reactor, Readiness};
 use ferroloop_engine::{clock, ReadyQueue, TimerHeap};
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -57,6 +58,16 @@ pub(crate) enum Job {
     Step { task: Py<Task>, exc: Option<Py<PyAny>> },
     /// A native Task's awaited future finished.
     Wakeup { task: Py<Task>, fut: Py<PyAny> },
+    /// An `add_reader`/`add_writer` callback whose descriptor is ready; the
+    /// descriptor is re-armed after the callback (level-triggered emulation).
+    Io { fd: i32, handle: Py<Handle> },
+}
+
+/// The `add_reader`/`add_writer` callbacks of one descriptor.
+#[derive(Default)]
+struct FdEntry {
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
 }
 
 impl Job {
@@ -76,6 +87,7 @@ impl Job {
                 visit.call(task)?;
                 visit.call(fut)
             }
+            Job::Io { handle, .. } => visit.call(handle),
         }
     }
 }
@@ -91,6 +103,7 @@ pub(crate) struct LoopState {
     thread_id: u64,
     task_factory: Option<Py<PyAny>>,
     slow_callback_duration: f64,
+    fds: HashMap<i32, FdEntry>,
 }
 
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
@@ -116,11 +129,6 @@ impl LoopCore {
     #[inline]
     pub(crate) fn debug(&self) -> bool {
         self.st.borrow().debug
-    }
-
-    #[inline]
-    pub(crate) fn is_closed_flag(&self) -> bool {
-        self.st.borrow().closed
     }
 
     pub(crate) fn timer_cancelled(&self) {
@@ -263,7 +271,7 @@ impl LoopCore {
                             .unwrap_or_else(|_| "<callback>".to_owned());
                         let d = PyDict::new(py);
                         d.set_item("message", format!("Exception in callback {src}"))?;
-                        d.set_item("exception", e.value(py))?;
+                        d.set_item("exception", crate::util::exc_value(py, e))?;
                         d.set_item("handle", h)?;
                         Self::report(slf.as_any(), d)
                     }
@@ -271,7 +279,115 @@ impl LoopCore {
             }
             Job::Step { task, exc } => Task::run_step_job(task.bind(py), exc.map(|e| e.into_bound(py))),
             Job::Wakeup { task, fut } => Task::run_wakeup_job(task.bind(py), fut.into_bound(py)),
+            Job::Io { fd, handle } => {
+                let r = Handle::run(handle.bind(py));
+                slf.get().rearm(py, fd)?;
+                r
+            }
         }
+    }
+
+    /// Lock the reactor. If the loop thread is blocked in poll (holding the
+    /// lock with the GIL released), wake it and wait without the GIL.
+    fn with_reactor<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Reactor) -> R) -> PyResult<R> {
+        loop {
+            match self.reactor.try_lock() {
+                Ok(mut r) => return Ok(f(&mut r)),
+                Err(std::sync::TryLockError::Poisoned(p)) => return Ok(f(&mut p.into_inner())),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    self.wake()?;
+                    py.detach(std::thread::yield_now);
+                }
+            }
+        }
+    }
+
+    /// Re-register `fd` with its current interest so that readiness still
+    /// present after a callback is reported again.
+    fn rearm(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
+        let interest = {
+            let st = self.st.borrow();
+            st.fds.get(&fd).map(|e| (e.reader.is_some(), e.writer.is_some()))
+        };
+        if let Some((r, w)) = interest {
+            if r || w {
+                self.with_reactor(py, |re| re.set_interest(fd, r, w, true))?
+                    .map_err(PyErr::from)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn fd_of(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
+        let fd: i32 = match obj.extract::<i32>() {
+            Ok(fd) => fd,
+            Err(_) => match obj.getattr_opt("fileno")? {
+                Some(f) => f.call0()?.extract().map_err(|_| PyValueError::new_err(format!("Invalid file object: {}", obj.repr().map(|r| r.to_string()).unwrap_or_default())))?,
+                None => return Err(PyValueError::new_err(format!("Invalid file object: {}", obj.repr()?))),
+            },
+        };
+        if fd < 0 {
+            return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+        }
+        Ok(fd)
+    }
+
+    fn add_io(
+        slf: &Bound<'_, LoopCore>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        write: bool,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let fd = Self::fd_of(fd)?;
+        let h = Self::new_handle(slf, callback, args, None, if write { "add_writer" } else { "add_reader" }, None)?.unbind();
+        let (known, r, w, old) = {
+            let mut st = this.st.borrow_mut();
+            let known = st.fds.contains_key(&fd);
+            let e = st.fds.entry(fd).or_default();
+            let old = if write { e.writer.replace(h) } else { e.reader.replace(h) };
+            (known, e.reader.is_some(), e.writer.is_some(), old)
+        };
+        if let Some(old) = old {
+            Handle::cancel_quiet(old.bind(py));
+        }
+        let res = this.with_reactor(py, |re| re.set_interest(fd, r, w, known))?;
+        if let Err(e) = res {
+            let dropped = {
+                let mut st = this.st.borrow_mut();
+                let e2 = st.fds.get_mut(&fd).and_then(|e| if write { e.writer.take() } else { e.reader.take() });
+                if st.fds.get(&fd).is_some_and(|e| e.reader.is_none() && e.writer.is_none()) {
+                    st.fds.remove(&fd);
+                }
+                e2
+            };
+            drop(dropped);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn remove_io(&self, py: Python<'_>, fd: &Bound<'_, PyAny>, write: bool) -> PyResult<bool> {
+        let fd = Self::fd_of(fd)?;
+        let (old, r, w) = {
+            let mut st = self.st.borrow_mut();
+            if st.closed {
+                return Ok(false);
+            }
+            let Some(e) = st.fds.get_mut(&fd) else { return Ok(false) };
+            let old = if write { e.writer.take() } else { e.reader.take() };
+            let (r, w) = (e.reader.is_some(), e.writer.is_some());
+            if !r && !w {
+                st.fds.remove(&fd);
+            }
+            (old, r, w)
+        };
+        let Some(old) = old else { return Ok(false) };
+        Handle::cancel_quiet(old.bind(py));
+        self.with_reactor(py, |re| re.set_interest(fd, r, w, true))?.map_err(PyErr::from)?;
+        Ok(true)
     }
 
     fn describe_job(py: Python<'_>, job: &Job) -> String {
@@ -280,6 +396,7 @@ impl LoopCore {
             Job::Callback { cb, .. } => cb.bind(py).repr().map(|s| format!("<Handle {s}>")),
             Job::Step { task, .. } => task.bind(py).repr().map(|s| format!("<Handle step of {s}>")),
             Job::Wakeup { task, .. } => task.bind(py).repr().map(|s| format!("<Handle wakeup of {s}>")),
+            Job::Io { handle, .. } => handle.bind(py).repr().map(|s| s.to_string()),
         };
         r.unwrap_or_else(|_| "<job>".into())
     }
@@ -341,6 +458,17 @@ impl LoopCore {
                 }
                 Err(e) => return Err(PyOSError::new_err(e.to_string())),
             }
+            if !events.is_empty() {
+                let mut st = this.st.borrow_mut();
+                for ev in &events {
+                    let Some(e) = st.fds.get(&ev.fd) else { continue };
+                    let reader = e.reader.as_ref().filter(|_| ev.readable).map(|h| h.clone_ref(py));
+                    let writer = e.writer.as_ref().filter(|_| ev.writable).map(|h| h.clone_ref(py));
+                    for h in [reader, writer].into_iter().flatten() {
+                        st.ready.push_back(Job::Io { fd: ev.fd, handle: h });
+                    }
+                }
+            }
             *this.io_events.lock().unwrap_or_else(|e| e.into_inner()) = events;
         }
         {
@@ -372,7 +500,7 @@ impl LoopCore {
                     None => break,
                 }
             };
-            if let Job::Handle(h) = &job {
+            if let Job::Handle(h) | Job::Io { handle: h, .. } = &job {
                 if h.get().is_cancelled() {
                     continue;
                 }
@@ -414,6 +542,7 @@ impl LoopCore {
                 thread_id: 0,
                 task_factory: None,
                 slow_callback_duration: 0.1,
+                fds: HashMap::new(),
             }),
             reactor: Mutex::new(reactor),
             io_events: Mutex::new(Vec::new()),
@@ -645,16 +774,47 @@ impl LoopCore {
     }
 
     /// Drop everything queued and mark the loop closed.
-    fn _close_core(&self) {
-        let (ready, timers, factory) = {
+    fn _close_core(&self, py: Python<'_>) -> PyResult<()> {
+        let (ready, timers, factory, fds) = {
             let mut st = self.st.borrow_mut();
             st.closed = true;
-            (std::mem::take(&mut st.ready), st.timers.drain(), st.task_factory.take())
+            (std::mem::take(&mut st.ready), st.timers.drain(), st.task_factory.take(), std::mem::take(&mut st.fds))
         };
         for h in &timers {
             h.get().scheduled.store(false, Ordering::Relaxed);
         }
-        drop((ready, timers, factory));
+        self.with_reactor(py, |re| {
+            for fd in fds.keys() {
+                let _ = re.deregister(*fd);
+            }
+        })?;
+        drop((ready, timers, factory, fds));
+        Ok(())
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        Self::add_io(slf, fd, callback, args, false)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        Self::add_io(slf, fd, callback, args, true)
+    }
+
+    fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.remove_io(py, fd, false)
+    }
+
+    fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.remove_io(py, fd, true)
+    }
+
+    /// `(reader handle, writer handle)` registered for `fd`, or None.
+    fn _fd_callbacks(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Option<(Option<Py<Handle>>, Option<Py<Handle>>)>> {
+        let fd = Self::fd_of(fd)?;
+        let st = self.st.borrow();
+        Ok(st.fds.get(&fd).map(|e| (e.reader.as_ref().map(|h| h.clone_ref(py)), e.writer.as_ref().map(|h| h.clone_ref(py)))))
     }
 
     fn _write_to_self(&self) -> PyResult<()> {
@@ -680,6 +840,10 @@ impl LoopCore {
                 visit.call(h)?;
             }
             visit.call(&st.task_factory)?;
+            for e in st.fds.values() {
+                visit.call(&e.reader)?;
+                visit.call(&e.writer)?;
+            }
         }
         Ok(())
     }
@@ -687,7 +851,7 @@ impl LoopCore {
     fn __clear__(&self) {
         let taken = {
             let mut st = self.st.borrow_mut();
-            (std::mem::take(&mut st.ready), st.timers.drain(), st.task_factory.take())
+            (std::mem::take(&mut st.ready), st.timers.drain(), st.task_factory.take(), std::mem::take(&mut st.fds))
         };
         drop(taken);
     }

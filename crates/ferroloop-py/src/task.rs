@@ -25,7 +25,7 @@ use crate::future::{invalid_state, Callback, Future, FutState, State};
 use crate::gil::GilCell;
 use crate::imports::imports;
 use crate::loop_core::{Job, LoopCore};
-use crate::util::{copy_context, is_fatal, run_in_context};
+use crate::util::{copy_context, exc_value, is_fatal, run_in_context};
 
 static TASK_NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -298,13 +298,14 @@ impl Task {
             }
             Resumed::Raise(err) => {
                 if err.is_instance(py, imports(py).cancelled_error.bind(py)) {
-                    fut.get().st.borrow_mut().cancelled_exc = Some(err.value(py).clone().into_any().unbind());
+                    fut.get().st.borrow_mut().cancelled_exc = Some(exc_value(py, err).unbind());
                     Future::do_cancel(fut, None).map(drop)
                 } else if is_fatal(py, &err) {
-                    Future::do_set_exception(fut, err.value(py))?;
-                    Err(err)
+                    let v = exc_value(py, err);
+                    Future::do_set_exception(fut, &v)?;
+                    Err(PyErr::from_value(v))
                 } else {
-                    Future::do_set_exception(fut, err.value(py))
+                    Future::do_set_exception(fut, &exc_value(py, err))
                 }
             }
             Resumed::Yield(result) => Self::handle_yield(slf, result),
@@ -334,14 +335,14 @@ impl Task {
                     slf.repr()?,
                     result.repr()?
                 ));
-                return Self::schedule_step(slf, Some(e.value(py).clone().into_any()));
+                return Self::schedule_step(slf, Some(exc_value(py, e)));
             }
             if !blocking {
                 return Self::bad_yield(slf, &result);
             }
             if result.is(slf) {
                 let e = PyRuntimeError::new_err(format!("Task cannot await on itself: {}", slf.repr()?));
-                return Self::schedule_step(slf, Some(e.value(py).clone().into_any()));
+                return Self::schedule_step(slf, Some(exc_value(py, e)));
             }
             rfut.get().st.borrow_mut().blocking = false;
             Future::add_callback(rfut, Callback::Wakeup(slf.clone().unbind()))?;
@@ -362,14 +363,14 @@ impl Task {
                     slf.repr()?,
                     result.repr()?
                 ));
-                return Self::schedule_step(slf, Some(e.value(py).clone().into_any()));
+                return Self::schedule_step(slf, Some(exc_value(py, e)));
             }
             if !blocking {
                 return Self::bad_yield(slf, &result);
             }
             if result.is(slf) {
                 let e = PyRuntimeError::new_err(format!("Task cannot await on itself: {}", slf.repr()?));
-                return Self::schedule_step(slf, Some(e.value(py).clone().into_any()));
+                return Self::schedule_step(slf, Some(exc_value(py, e)));
             }
             result.setattr("_asyncio_future_blocking", false)?;
             let kwargs = PyDict::new(py);
@@ -391,7 +392,7 @@ impl Task {
             format!("Task got bad yield: {}", result.repr()?)
         };
         let e = PyRuntimeError::new_err(msg);
-        Self::schedule_step(slf, Some(e.value(py).clone().into_any()))
+        Self::schedule_step(slf, Some(exc_value(py, e)))
     }
 
     fn bad_yield(slf: &Bound<'_, Task>, result: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -400,7 +401,7 @@ impl Task {
             slf.repr()?,
             result.repr()?
         ));
-        Self::schedule_step(slf, Some(e.value(slf.py()).clone().into_any()))
+        Self::schedule_step(slf, Some(exc_value(slf.py(), e)))
     }
 
     fn after_wait_registered(slf: &Bound<'_, Task>, waiter: Bound<'_, PyAny>) -> PyResult<()> {
@@ -432,7 +433,7 @@ impl Task {
         };
         match outcome {
             Ok(()) => Self::step(slf, None, true),
-            Err(e) => Self::step(slf, Some(e.into_value(py).into_bound(py).into_any()), true),
+            Err(e) => Self::step(slf, Some(exc_value(py, e)), true),
         }
     }
 
@@ -446,7 +447,7 @@ impl Task {
         let loop_ = Self::fut(slf).get().loop_obj(py)?;
         let d = PyDict::new(py);
         d.set_item("message", format!("Exception in callback {}.{}()", slf.repr()?, what))?;
-        d.set_item("exception", err.value(py))?;
+        d.set_item("exception", exc_value(py, err))?;
         LoopCore::report(&loop_, d)
     }
 

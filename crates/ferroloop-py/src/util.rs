@@ -50,3 +50,11 @@ pub(crate) fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
 pub(crate) fn write_unraisable(py: Python<'_>, e: PyErr, obj: Option<&Bound<'_, PyAny>>) {
     e.write_unraisable(py, obj);
 }
+
+/// The exception object of `e`, with the traceback collected while it
+/// propagated attached as `__traceback__` (PyErr::value leaves it off on
+/// 3.11, which would drop the frames between raise and fetch).
+#[inline]
+pub(crate) fn exc_value(py: Python<'_>, e: PyErr) -> Bound<'_, PyAny> {
+    e.into_value(py).into_bound(py).into_any()
+}
