@@ -107,31 +107,33 @@ def case_call_soon_chain(loop: asyncio.AbstractEventLoop, n: int) -> None:
 
 def case_timers(loop: asyncio.AbstractEventLoop, n: int) -> None:
     """n call_later timers with scattered delays in (0, 5] ms, every other
-    one cancelled; runs until all the others have fired."""
+    one cancelled right after it is scheduled; runs until all the others
+    have fired."""
     done = loop.create_future()
     expected = n - n // 2
     fired = 0
     wrong = 0
 
-    def callback(i: int) -> None:
-        nonlocal fired, wrong
-        if i & 1:
-            wrong += 1  # a cancelled timer fired
-            return
+    def callback() -> None:
+        nonlocal fired
         fired += 1
         if fired == expected:
             done.set_result(None)
 
+    def cancelled_callback() -> None:
+        nonlocal wrong
+        wrong += 1
+
     async def main() -> None:
         call_later = loop.call_later
-        handles = [
-            # deterministic scatter of delays over 1 µs .. 5 ms (never 0,
+        for i in range(n):
+            # deterministic scatter of delays over 1 us .. 5 ms (never 0,
             # which some loops turn into a call_soon)
-            call_later((1 + (i * 7919) % 5003) * 1e-6, callback, i)
-            for i in range(n)
-        ]
-        for handle in handles[1::2]:
-            handle.cancel()
+            delay = (1 + (i * 7919) % 5003) * 1e-6
+            if i & 1:
+                call_later(delay, cancelled_callback).cancel()
+            else:
+                call_later(delay, callback)
         await done
 
     loop.run_until_complete(main())

@@ -431,13 +431,13 @@ impl Future {
         Ok(())
     }
 
+    // result() and exception() of a future whose __init__ was skipped see
+    // a pending future (InvalidStateError), as the C Future does.
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.ensure_alive()?;
         self.get_result(py)
     }
 
     fn exception<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.ensure_alive()?;
         let mut st = self.st.borrow_mut();
         match st.state {
             State::Cancelled => {
@@ -468,14 +468,13 @@ impl Future {
         Self::do_cancel(slf, msg.filter(|m| !m.is_none(slf.py())))
     }
 
-    fn cancelled(&self) -> PyResult<bool> {
-        self.ensure_alive()?;
-        Ok(self.state() == State::Cancelled)
+    // Like result(), these report an uninitialised future as pending.
+    fn cancelled(&self) -> bool {
+        self.state() == State::Cancelled
     }
 
-    fn done(&self) -> PyResult<bool> {
-        self.ensure_alive()?;
-        Ok(self.state() != State::Pending)
+    fn done(&self) -> bool {
+        self.state() != State::Pending
     }
 
     fn get_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -551,6 +550,13 @@ impl Future {
         let info = slf.call_method0("_repr_info")?;
         let parts: Vec<String> = info.extract()?;
         Ok(format!("<{} {}>", slf.get_type().name()?, parts.join(" ")))
+    }
+
+    /// The finalizer as a method, like the C Future's `__del__` slot
+    /// wrapper: Python subclasses get it through their MRO (type_new wires
+    /// `tp_finalize` to `__del__`), and may call `super().__del__()`.
+    fn __del__(slf: &Bound<'_, Self>) -> PyResult<()> {
+        crate::run_finalizer(slf.as_any())
     }
 
     #[classmethod]

@@ -39,22 +39,24 @@ pub(crate) fn shadow_classes(py: Python<'_>) -> PyResult<&'static (Py<PyAny>, Py
 static FUTURE_DEALLOC: OnceLock<usize> = OnceLock::new();
 static TASK_DEALLOC: OnceLock<usize> = OnceLock::new();
 
-/// tp_finalize for Future, Task and their Python subclasses.
+pub(crate) fn run_finalizer(obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Ok(t) = obj.cast::<Task>() {
+        Task::finalize(t)
+    } else if let Ok(f) = obj.cast::<Future>() {
+        Future::finalize(f)
+    } else {
+        Ok(())
+    }
+}
+
+/// tp_finalize for the exact Future and Task types.
 unsafe extern "C" fn finalize(obj: *mut ffi::PyObject) {
     // SAFETY: CPython calls tp_finalize with the GIL held on a live object.
     let py = unsafe { Python::assume_attached() };
     let saved = PyErr::take(py);
     // SAFETY: `obj` is live for the duration of this call.
     let bound = unsafe { Bound::from_borrowed_ptr(py, obj) };
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if let Ok(t) = bound.cast::<Task>() {
-            Task::finalize(t)
-        } else if let Ok(f) = bound.cast::<Future>() {
-            Future::finalize(f)
-        } else {
-            Ok(())
-        }
-    }));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_finalizer(&bound)));
     match r {
         Ok(Ok(())) => {}
         Ok(Err(e)) => e.write_unraisable(py, Some(&bound)),
