@@ -439,8 +439,8 @@ impl LoopCore {
         // 2. poll. With nothing registered but the waker and no need to
         // block, the syscall would only report wake-ups, which the ready
         // queue already holds.
-        let registered = this.reactor.lock().unwrap_or_else(|e| e.into_inner()).registered();
-        if timeout != Some(0.0) || registered > 0 {
+        let registered = !this.st.borrow().fds.is_empty();
+        if timeout != Some(0.0) || registered {
             let dur = timeout.map(Duration::from_secs_f64);
             let mut events = std::mem::take(&mut *this.io_events.lock().unwrap_or_else(|e| e.into_inner()));
             events.clear();
@@ -471,15 +471,15 @@ impl LoopCore {
             }
             *this.io_events.lock().unwrap_or_else(|e| e.into_inner()) = events;
         }
-        {
+        if this.injector.has_pending() {
             let mut st = this.st.borrow_mut();
             this.injector.drain_into(&mut st.ready);
         }
 
         // 3. due timers.
-        let end_time = clock::monotonic() + this.clock_resolution;
         {
             let mut st = this.st.borrow_mut();
+            let end_time = if st.timers.is_empty() { f64::NEG_INFINITY } else { clock::monotonic() + this.clock_resolution };
             while st.timers.peek_when().is_some_and(|w| w < end_time) {
                 let (_, h) = st.timers.pop().expect("peeked");
                 h.get().scheduled.store(false, Ordering::Relaxed);
