@@ -455,10 +455,12 @@ impl Future {
         }
     }
 
+    #[pyo3(signature = (result, /))]
     fn set_result(slf: &Bound<'_, Self>, result: Py<PyAny>) -> PyResult<()> {
         Self::do_set_result(slf, result)
     }
 
+    #[pyo3(signature = (exception, /))]
     fn set_exception(slf: &Bound<'_, Self>, exception: &Bound<'_, PyAny>) -> PyResult<()> {
         Self::do_set_exception(slf, exception)
     }
@@ -481,7 +483,7 @@ impl Future {
         self.loop_obj(py)
     }
 
-    #[pyo3(signature = (r#fn, *, context = None))]
+    #[pyo3(signature = (r#fn, /, *, context = None))]
     fn add_done_callback(slf: &Bound<'_, Self>, r#fn: Py<PyAny>, context: Option<Py<PyAny>>) -> PyResult<()> {
         let py = slf.py();
         let ctx = match context.filter(|c| !c.is_none(py)) {
@@ -491,6 +493,7 @@ impl Future {
         Self::add_callback(slf, Callback::Py { cb: r#fn, ctx: Some(ctx) })
     }
 
+    #[pyo3(signature = (r#fn, /))]
     fn remove_done_callback(slf: &Bound<'_, Self>, r#fn: &Bound<'_, PyAny>) -> PyResult<usize> {
         let py = slf.py();
         slf.get().ensure_alive()?;
@@ -560,6 +563,7 @@ impl Future {
     }
 
     #[classmethod]
+    #[pyo3(signature = (item, /))]
     fn __class_getitem__<'py>(cls: &Bound<'py, PyType>, item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         imports(cls.py()).generic_alias.bind(cls.py()).call1((cls, item))
     }
@@ -720,11 +724,13 @@ impl FutureIter {
         }
     }
 
-    fn send<'py>(&self, py: Python<'py>, _value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (value, /))]
+    fn send<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let _ = value; // like the C iterator, the sent value is ignored
         self.__next__(py)
     }
 
-    #[pyo3(signature = (typ, val = None, tb = None))]
+    #[pyo3(signature = (typ, val = None, tb = None, /))]
     fn throw(&self, py: Python<'_>, typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let val = val.filter(|v| !v.is_none());
         let tb = tb.filter(|t| !t.is_none());

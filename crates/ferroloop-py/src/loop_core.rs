@@ -245,6 +245,20 @@ impl LoopCore {
         make_handle(py, h, when.is_some())
     }
 
+    fn schedule_at<'py>(
+        slf: &Bound<'py, Self>,
+        when: f64,
+        callback: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+        method: &str,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let h = Self::new_handle(slf, callback, args, context, method, Some(when))?;
+        h.get().scheduled.store(true, Ordering::Relaxed);
+        slf.get().st.borrow_mut().timers.push(when, h.clone().unbind());
+        Ok(h)
+    }
+
     /// Run one job popped from the ready queue.
     fn run_job(slf: &Bound<'_, LoopCore>, job: Job) -> PyResult<()> {
         let py = slf.py();
@@ -623,21 +637,6 @@ impl LoopCore {
         }
         let when: f64 = when.extract()?;
         Self::schedule_at(slf, when, callback, args, context, "call_at")
-    }
-
-    #[staticmethod]
-    fn schedule_at<'py>(
-        slf: &Bound<'py, Self>,
-        when: f64,
-        callback: &Bound<'py, PyAny>,
-        args: &Bound<'py, PyTuple>,
-        context: Option<Bound<'py, PyAny>>,
-        method: &str,
-    ) -> PyResult<Bound<'py, Handle>> {
-        let h = Self::new_handle(slf, callback, args, context, method, Some(when))?;
-        h.get().scheduled.store(true, Ordering::Relaxed);
-        slf.get().st.borrow_mut().timers.push(when, h.clone().unbind());
-        Ok(h)
     }
 
     fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Future>> {

@@ -566,11 +566,15 @@ impl Task {
         st.num_cancels_requested
     }
 
-    fn set_result(&self, _result: &Bound<'_, PyAny>) -> PyResult<()> {
+    #[pyo3(signature = (result, /))]
+    fn set_result(&self, result: &Bound<'_, PyAny>) -> PyResult<()> {
+        let _ = result;
         Err(PyRuntimeError::new_err("Task does not support set_result operation"))
     }
 
-    fn set_exception(&self, _exception: &Bound<'_, PyAny>) -> PyResult<()> {
+    #[pyo3(signature = (exception, /))]
+    fn set_exception(&self, exception: &Bound<'_, PyAny>) -> PyResult<()> {
+        let _ = exception;
         Err(PyRuntimeError::new_err("Task does not support set_exception operation"))
     }
 
@@ -592,6 +596,7 @@ impl Task {
         Ok(n)
     }
 
+    #[pyo3(signature = (value, /))]
     fn set_name(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = if value.is_exact_instance_of::<PyString>() { value.clone() } else { value.str()?.into_any() };
         let old = std::mem::replace(&mut self.st.borrow_mut().name, Some(v.unbind()));
@@ -622,6 +627,7 @@ impl Task {
         Self::step(slf, exc.filter(|e| !e.is_none()), true)
     }
 
+    #[pyo3(signature = (fut, /))]
     fn _wakeup(slf: &Bound<'_, Self>, fut: &Bound<'_, PyAny>) -> PyResult<()> {
         Self::wakeup(slf, fut)
     }

@@ -1,0 +1,697 @@
+"""Bad input: ferroloop raises what stdlib asyncio raises.
+
+Most tests are parametrized over both loops (``asyncio.new_event_loop`` and
+``ferroloop.new_event_loop``) and assert the same exception type and message
+on each, so a pass on both proves parity.  ``outcome()`` runs one action on a
+fresh loop and returns ``(exception type, message)``; the ``parity`` tests
+compare the two loops' outcomes directly, so the expected message is the one
+the stdlib produces on this Python, not a string written down here.
+"""
+
+import asyncio
+import decimal
+import threading
+import types
+
+import pytest
+
+import ferroloop
+
+LOOPS = [
+    pytest.param(asyncio.new_event_loop, id="asyncio"),
+    pytest.param(ferroloop.new_event_loop, id="ferroloop"),
+]
+
+CLOSED = "Event loop is closed"
+RUNNING = "This event loop is already running"
+
+
+def future_cls(loop):
+    return ferroloop.Future if isinstance(loop, ferroloop.Loop) else asyncio.Future
+
+
+def task_cls(loop):
+    return ferroloop.Task if isinstance(loop, ferroloop.Loop) else asyncio.Task
+
+
+@pytest.fixture(params=LOOPS)
+def loop(request):
+    lp = request.param()
+    try:
+        yield lp
+    finally:
+        if lp.is_running():  # pragma: no cover - defensive
+            lp.stop()
+        lp.close()
+
+
+@pytest.fixture
+def ferro_loop():
+    lp = ferroloop.new_event_loop()
+    try:
+        yield lp
+    finally:
+        lp.close()
+
+
+async def _noop():
+    return None
+
+
+def outcome(make_loop, action, debug=False):
+    """Run ``action(loop)`` on a fresh loop; return (exc type, str(exc)) or
+    ("ok", None) when nothing was raised."""
+    lp = make_loop()
+    lp.set_debug(debug)
+    try:
+        action(lp)
+    except BaseException as e:  # noqa: BLE001 - we compare whatever is raised
+        return type(e), str(e)
+    finally:
+        if not lp.is_closed():
+            lp.close()
+    return "ok", None
+
+
+def assert_parity(action, expected_type, debug=False, message=None):
+    """Both loops raise ``expected_type`` with identical messages."""
+    std = outcome(asyncio.new_event_loop, action, debug)
+    fer = outcome(ferroloop.new_event_loop, action, debug)
+    assert std[0] is expected_type, f"stdlib raised {std!r}; the test premise is wrong"
+    if message is not None:
+        assert std[1] == message
+    assert fer == std
+
+
+# --------------------------------------------------------------------------
+# Non-callable callbacks
+# --------------------------------------------------------------------------
+
+SCHEDULERS = {
+    "call_soon": lambda lp, cb: lp.call_soon(cb),
+    "call_later": lambda lp, cb: lp.call_later(10, cb),
+    "call_at": lambda lp, cb: lp.call_at(lp.time() + 10, cb),
+    "call_soon_threadsafe": lambda lp, cb: lp.call_soon_threadsafe(cb),
+}
+
+NOT_CALLABLE = [1, "not callable", None, object()]
+
+
+@pytest.mark.parametrize("method", sorted(SCHEDULERS))
+@pytest.mark.parametrize("bad", NOT_CALLABLE, ids=lambda v: type(v).__name__)
+def test_ferroloop_rejects_non_callable_always(ferro_loop, method, bad):
+    # asyncio only validates in debug mode; ferroloop validates always.
+    assert not ferro_loop.get_debug()
+    with pytest.raises(TypeError, match=r"^a callable object was expected by \w+\(\), got "):
+        SCHEDULERS[method](ferro_loop, bad)
+    # Nothing was queued.
+    assert ferro_loop._ready_count == 0
+    assert ferro_loop._timer_count == 0
+
+
+@pytest.mark.parametrize("method", sorted(SCHEDULERS))
+@pytest.mark.parametrize("bad", [1, "not callable", None], ids=lambda v: type(v).__name__)
+def test_non_callable_debug_mode_parity(method, bad):
+    assert_parity(lambda lp: SCHEDULERS[method](lp, bad), TypeError, debug=True)
+
+
+def test_non_callable_debug_mode_message(loop):
+    loop.set_debug(True)
+    with pytest.raises(TypeError) as ei:
+        loop.call_soon(42)
+    assert str(ei.value) == "a callable object was expected by call_soon(), got 42"
+
+
+# --------------------------------------------------------------------------
+# Coroutines where a callback is expected
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", sorted(SCHEDULERS))
+def test_ferroloop_rejects_coroutine_object_always(ferro_loop, method):
+    coro = _noop()
+    try:
+        with pytest.raises(TypeError, match=r"^coroutines cannot be used with \w+\(\)$"):
+            SCHEDULERS[method](ferro_loop, coro)
+    finally:
+        coro.close()
+    assert ferro_loop._ready_count == 0
+    assert ferro_loop._timer_count == 0
+
+
+@pytest.mark.parametrize("method", sorted(SCHEDULERS))
+def test_coroutine_object_debug_mode_parity(method):
+    def action(lp):
+        coro = _noop()
+        try:
+            SCHEDULERS[method](lp, coro)
+        finally:
+            coro.close()
+
+    assert_parity(action, TypeError, debug=True)
+
+
+@pytest.mark.parametrize("method", sorted(SCHEDULERS))
+def test_coroutine_function_debug_mode_parity(method):
+    assert_parity(lambda lp: SCHEDULERS[method](lp, _noop), TypeError, debug=True)
+
+
+def test_call_soon_coroutine_message(loop):
+    loop.set_debug(True)
+    coro = _noop()
+    try:
+        with pytest.raises(TypeError) as ei:
+            loop.call_soon(coro)
+    finally:
+        coro.close()
+    assert str(ei.value) == "coroutines cannot be used with call_soon()"
+
+
+# --------------------------------------------------------------------------
+# Delays and deadlines
+# --------------------------------------------------------------------------
+
+
+class _FloatLike:
+    """Has __float__ but does not support float + x."""
+
+    def __float__(self):
+        return 1.0
+
+
+BAD_DELAYS = ["1", b"1", [], (), {}, object(), decimal.Decimal("0.5"), _FloatLike()]
+
+
+@pytest.mark.parametrize("delay", BAD_DELAYS, ids=lambda v: type(v).__name__)
+def test_call_later_wrong_type_delay(loop, delay):
+    with pytest.raises(TypeError):
+        loop.call_later(delay, lambda: None)
+    assert len(getattr(loop, "_scheduled", ())) == 0
+    if isinstance(loop, ferroloop.Loop):
+        assert loop._timer_count == 0
+
+
+@pytest.mark.parametrize("delay", BAD_DELAYS, ids=lambda v: type(v).__name__)
+def test_call_later_wrong_type_delay_parity(delay):
+    assert_parity(lambda lp: lp.call_later(delay, lambda: None), TypeError)
+
+
+def test_call_later_delay_none(loop):
+    with pytest.raises(TypeError) as ei:
+        loop.call_later(None, lambda: None)
+    assert str(ei.value) == "delay must not be None"
+
+
+def test_call_at_when_none(loop):
+    with pytest.raises(TypeError) as ei:
+        loop.call_at(None, lambda: None)
+    assert str(ei.value) == "when cannot be None"
+
+
+def test_call_later_delay_none_parity():
+    assert_parity(lambda lp: lp.call_later(None, print), TypeError, message="delay must not be None")
+
+
+def test_call_at_when_none_parity():
+    assert_parity(lambda lp: lp.call_at(None, print), TypeError, message="when cannot be None")
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_later", "call_at", "call_soon_threadsafe"])
+def test_unexpected_keyword_argument(loop, method):
+    args = {"call_soon": (), "call_soon_threadsafe": (), "call_later": (1,), "call_at": (1,)}[method]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        getattr(loop, method)(*args, print, bogus=1)
+
+
+def test_missing_callback(loop):
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'callback'"):
+        loop.call_soon()
+
+
+def test_bad_context_reported_like_asyncio():
+    """context= that is not a Context: neither loop checks it up front; the
+    failure when the handle runs is reported to the exception handler with
+    the same exception type."""
+
+    def action(lp):
+        seen = []
+        lp.set_exception_handler(lambda _l, ctx: seen.append(ctx))
+        lp.call_soon(print, context=1)
+        lp.call_soon(lp.stop)
+        lp.run_forever()
+        assert len(seen) == 1
+        raise seen[0]["exception"]
+
+    std = outcome(asyncio.new_event_loop, action)
+    fer = outcome(ferroloop.new_event_loop, action)
+    assert std[0] is AttributeError
+    assert fer[0] is std[0], (std, fer)
+
+
+# --------------------------------------------------------------------------
+# Closed loop
+# --------------------------------------------------------------------------
+
+
+def _closed_create_task(lp):
+    coro = _noop()
+    try:
+        lp.create_task(coro)
+    finally:
+        coro.close()
+
+
+def _closed_run_until_complete(lp):
+    coro = _noop()
+    try:
+        lp.run_until_complete(coro)
+    finally:
+        coro.close()
+
+
+def _closed_task_ctor(lp):
+    coro = _noop()
+    try:
+        task_cls(lp)(coro, loop=lp)
+    finally:
+        coro.close()
+
+
+CLOSED_OPS = {
+    "call_soon": lambda lp: lp.call_soon(print),
+    "call_later": lambda lp: lp.call_later(1, print),
+    "call_at": lambda lp: lp.call_at(lp.time() + 1, print),
+    "call_soon_threadsafe": lambda lp: lp.call_soon_threadsafe(print),
+    "create_task": _closed_create_task,
+    "Task()": _closed_task_ctor,
+    "run_until_complete": _closed_run_until_complete,
+    "run_forever": lambda lp: lp.run_forever(),
+    "run_in_executor": lambda lp: lp.run_in_executor(None, print),
+}
+
+
+@pytest.mark.parametrize("op", sorted(CLOSED_OPS))
+def test_closed_loop_raises(loop, op):
+    loop.close()
+    with pytest.raises(RuntimeError) as ei:
+        CLOSED_OPS[op](loop)
+    assert str(ei.value) == CLOSED
+    assert not loop.is_running()
+
+
+@pytest.mark.parametrize("op", sorted(CLOSED_OPS))
+def test_closed_loop_parity(op):
+    def action(lp):
+        lp.close()
+        CLOSED_OPS[op](lp)
+
+    assert_parity(action, RuntimeError, message=CLOSED)
+
+
+def test_closed_loop_create_future_allowed(loop):
+    # asyncio does not check for a closed loop in create_future().
+    loop.close()
+    fut = loop.create_future()
+    assert not fut.done()
+    assert fut.get_loop() is loop
+
+
+def test_closed_loop_close_and_stop_are_noops(loop):
+    loop.close()
+    loop.close()
+    loop.stop()
+    assert loop.is_closed()
+
+
+def test_closed_loop_set_result_with_callbacks(loop):
+    fut = loop.create_future()
+    fut.add_done_callback(lambda f: None)
+    loop.close()
+    with pytest.raises(RuntimeError) as ei:
+        fut.set_result(1)
+    assert str(ei.value) == CLOSED
+
+
+def test_closed_loop_add_done_callback_to_done_future(loop):
+    fut = loop.create_future()
+    fut.set_result(1)
+    loop.close()
+    with pytest.raises(RuntimeError) as ei:
+        fut.add_done_callback(lambda f: None)
+    assert str(ei.value) == CLOSED
+
+
+# --------------------------------------------------------------------------
+# Running loop
+# --------------------------------------------------------------------------
+
+
+def test_run_until_complete_while_running(loop):
+    async def main():
+        coro = _noop()
+        try:
+            with pytest.raises(RuntimeError) as ei:
+                loop.run_until_complete(coro)
+        finally:
+            coro.close()
+        return str(ei.value)
+
+    assert loop.run_until_complete(main()) == RUNNING
+    # and the loop still works
+    assert loop.run_until_complete(asyncio.sleep(0, "again")) == "again"
+
+
+def test_run_forever_while_running(loop):
+    async def main():
+        with pytest.raises(RuntimeError) as ei:
+            loop.run_forever()
+        return str(ei.value)
+
+    assert loop.run_until_complete(main()) == RUNNING
+    assert not loop.is_running()
+    assert loop.run_until_complete(asyncio.sleep(0, "again")) == "again"
+
+
+def test_run_forever_while_running_from_callback(loop):
+    errors = []
+
+    def cb():
+        try:
+            loop.run_forever()
+        except RuntimeError as e:
+            errors.append(str(e))
+        loop.stop()
+
+    loop.call_soon(cb)
+    loop.run_forever()
+    assert errors == [RUNNING]
+
+
+def test_close_running_loop(loop):
+    async def main():
+        with pytest.raises(RuntimeError) as ei:
+            loop.close()
+        return str(ei.value)
+
+    assert loop.run_until_complete(main()) == "Cannot close a running event loop"
+    assert not loop.is_closed()
+
+
+def test_loop_stopped_before_future_completed(loop):
+    async def main():
+        loop.stop()
+        await asyncio.sleep(10)
+
+    coro = main()
+    with pytest.raises(RuntimeError) as ei:
+        loop.run_until_complete(coro)
+    assert str(ei.value) == "Event loop stopped before Future completed."
+    # Clean up the still pending task.
+    for t in asyncio.all_tasks(loop):
+        t.cancel()
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+@pytest.mark.parametrize("bad", [1, None, "x"], ids=repr)
+def test_run_until_complete_not_awaitable(loop, bad):
+    with pytest.raises(TypeError) as ei:
+        loop.run_until_complete(bad)
+    assert str(ei.value) == "An asyncio.Future, a coroutine or an awaitable is required"
+
+
+def test_run_coroutine_threadsafe_not_a_coroutine(loop):
+    with pytest.raises(TypeError) as ei:
+        asyncio.run_coroutine_threadsafe(1, loop)
+    assert str(ei.value) == "A coroutine object is required"
+
+
+def test_non_threadsafe_call_from_other_thread_debug_parity():
+    def action(lp):
+        lp.set_debug(True)
+        box = []
+
+        def other_thread():
+            try:
+                lp.call_soon(print)
+            except BaseException as e:  # noqa: BLE001
+                box.append(e)
+            lp.call_soon_threadsafe(lp.stop)
+
+        lp.call_soon(lambda: threading.Thread(target=other_thread).start())
+        lp.run_forever()
+        if box:
+            raise box[0]
+
+    std = outcome(asyncio.new_event_loop, action)
+    fer = outcome(ferroloop.new_event_loop, action)
+    assert std == (RuntimeError, "Non-thread-safe operation invoked on an event loop other than the current one")
+    assert fer == std
+
+
+# --------------------------------------------------------------------------
+# Futures
+# --------------------------------------------------------------------------
+
+
+def test_set_result_twice(loop):
+    fut = loop.create_future()
+    fut.set_result(1)
+    with pytest.raises(asyncio.InvalidStateError):
+        fut.set_result(2)
+    assert fut.result() == 1
+
+
+def test_set_exception_after_result(loop):
+    fut = loop.create_future()
+    fut.set_result(1)
+    with pytest.raises(asyncio.InvalidStateError):
+        fut.set_exception(ValueError())
+    assert fut.result() == 1
+
+
+def test_set_result_after_cancel(loop):
+    fut = loop.create_future()
+    fut.cancel()
+    with pytest.raises(asyncio.InvalidStateError):
+        fut.set_result(1)
+    assert fut.cancelled()
+
+
+def _set_result_twice(lp):
+    fut = lp.create_future()
+    fut.set_result(1)
+    fut.set_result(2)
+
+
+def _set_exception_after_result(lp):
+    fut = lp.create_future()
+    fut.set_result(1)
+    fut.set_exception(ValueError())
+
+
+def _set_result_after_cancel(lp):
+    fut = lp.create_future()
+    fut.cancel()
+    fut.set_result(1)
+
+
+@pytest.mark.parametrize("action", [_set_result_twice, _set_exception_after_result, _set_result_after_cancel])
+def test_invalid_state_message_parity(action):
+    assert_parity(action, asyncio.InvalidStateError)
+
+
+@pytest.mark.parametrize("exc", [StopIteration, StopIteration(), StopIteration("x")], ids=repr)
+def test_set_exception_stop_iteration(loop, exc):
+    fut = loop.create_future()
+    with pytest.raises(TypeError) as ei:
+        fut.set_exception(exc)
+    assert str(ei.value) == "StopIteration interacts badly with generators and cannot be raised into a Future"
+    assert not fut.done()
+
+
+@pytest.mark.parametrize("bad", [1, "error", object(), int], ids=repr)
+def test_set_exception_not_an_exception(loop, bad):
+    fut = loop.create_future()
+    with pytest.raises(TypeError) as ei:
+        fut.set_exception(bad)
+    assert str(ei.value) == "invalid exception object"
+    assert not fut.done()
+
+
+def test_set_exception_class_whose_constructor_fails(loop):
+    class NeedsArg(Exception):
+        def __init__(self, arg):
+            super().__init__(arg)
+
+    fut = loop.create_future()
+    with pytest.raises(TypeError, match="missing 1 required positional argument"):
+        fut.set_exception(NeedsArg)
+    assert not fut.done()
+
+
+def test_result_of_pending_future(loop):
+    fut = loop.create_future()
+    with pytest.raises(asyncio.InvalidStateError):
+        fut.result()
+    with pytest.raises(asyncio.InvalidStateError):
+        fut.exception()
+    assert not fut.done()
+
+
+def _pending_result(lp):
+    lp.create_future().result()
+
+
+def _pending_exception(lp):
+    lp.create_future().exception()
+
+
+def _pending_task_result(lp):
+    t = lp.create_task(_noop())
+    try:
+        t.result()
+    finally:
+        lp.run_until_complete(t)
+
+
+@pytest.mark.parametrize("action", [_pending_result, _pending_exception, _pending_task_result])
+def test_pending_result_message_parity(action):
+    assert_parity(action, asyncio.InvalidStateError)
+
+
+@pytest.mark.parametrize("method", ["result", "exception"])
+def test_cancelled_future_result_raises_cancelled(loop, method):
+    fut = loop.create_future()
+    fut.cancel("why")
+    with pytest.raises(asyncio.CancelledError) as ei:
+        getattr(fut, method)()
+    assert ei.value.args == ("why",)
+
+
+@pytest.mark.parametrize("method,args", [("result", ()), ("exception", ()), ("add_done_callback", (print,))])
+def test_uninitialized_future_parity(method, args):
+    def action(lp):
+        cls = future_cls(lp)
+        getattr(cls.__new__(cls), method)(*args)
+
+    std = outcome(asyncio.new_event_loop, action)
+    assert std[0] in (asyncio.InvalidStateError, RuntimeError)
+    assert outcome(ferroloop.new_event_loop, action) == std
+
+
+def test_await_wasnt_used_with_future(loop):
+    fut = loop.create_future()
+    it = fut.__await__()
+    assert next(it) is fut
+    with pytest.raises(RuntimeError) as ei:
+        it.send(None)
+    assert str(ei.value) == "await wasn't used with future"
+
+
+# --------------------------------------------------------------------------
+# Tasks
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("foreign", LOOPS)
+def test_await_future_of_other_loop(loop, foreign):
+    other = foreign()
+    try:
+        fut = other.create_future()
+
+        async def main():
+            await fut
+
+        with pytest.raises(RuntimeError, match="attached to a different loop"):
+            loop.run_until_complete(main())
+        assert not fut.done()
+    finally:
+        other.close()
+
+
+def test_await_future_of_other_loop_message_shape(loop):
+    other = asyncio.new_event_loop()
+    try:
+        fut = other.create_future()
+
+        async def main():
+            await fut
+
+        with pytest.raises(RuntimeError) as ei:
+            loop.run_until_complete(main())
+        msg = str(ei.value)
+        assert msg.startswith("Task <Task pending name=")
+        assert msg.endswith("got Future <Future pending> attached to a different loop")
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("bad", [1, None, "coro", _noop, lambda: None], ids=["int", "None", "str", "corofunc", "lambda"])
+def test_task_of_non_coroutine(loop, bad):
+    with pytest.raises(TypeError) as ei:
+        task_cls(loop)(bad, loop=loop)
+    assert str(ei.value) == f"a coroutine was expected, got {bad!r}"
+    with pytest.raises(TypeError) as ei:
+        loop.create_task(bad)
+    assert str(ei.value) == f"a coroutine was expected, got {bad!r}"
+    assert asyncio.all_tasks(loop) == set()
+
+
+def test_task_set_result_and_set_exception(loop):
+    task = loop.create_task(_noop())
+    with pytest.raises(RuntimeError) as ei:
+        task.set_result(1)
+    assert str(ei.value) == "Task does not support set_result operation"
+    with pytest.raises(RuntimeError) as ei:
+        task.set_exception(ValueError())
+    assert str(ei.value) == "Task does not support set_exception operation"
+    assert loop.run_until_complete(task) is None
+
+
+def test_task_awaits_itself(loop):
+    async def main():
+        await asyncio.current_task()
+
+    with pytest.raises(RuntimeError, match="^Task cannot await on itself: <Task pending"):
+        loop.run_until_complete(main())
+
+
+def test_task_bad_yield(loop):
+    @types.coroutine
+    def bad():
+        yield 1
+
+    async def main():
+        await bad()
+
+    with pytest.raises(RuntimeError) as ei:
+        loop.run_until_complete(main())
+    assert str(ei.value) == "Task got bad yield: 1"
+
+
+def test_task_yield_instead_of_yield_from(loop):
+    fut = loop.create_future()
+
+    @types.coroutine
+    def bad():
+        yield fut
+
+    async def main():
+        await bad()
+
+    with pytest.raises(RuntimeError, match="^yield was used instead of yield from in task .* with <Future pending>$"):
+        loop.run_until_complete(main())
+
+
+def test_set_task_factory_not_callable(loop):
+    with pytest.raises(TypeError) as ei:
+        loop.set_task_factory(1)
+    assert str(ei.value) == "task factory must be a callable or None"
+    assert loop.get_task_factory() is None
+
+
+def test_set_exception_handler_not_callable(loop):
+    with pytest.raises(TypeError) as ei:
+        loop.set_exception_handler(1)
+    assert str(ei.value) == "A callable object or None is expected, got 1"
+    assert loop.get_exception_handler() is None
