@@ -223,6 +223,49 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         pass
 
 
+class _AllTasksView:
+    """Stands in for ``asyncio.tasks._all_tasks`` (the WeakSet that
+    ``asyncio.all_tasks()`` lists): yields its tasks and then ferroloop's
+    natively registered ones. add/discard go to the WeakSet."""
+
+    __slots__ = ("_weakset",)
+
+    def __init__(self, weakset):
+        self._weakset = weakset
+
+    def __iter__(self):
+        yield from self._weakset
+        yield from _ferroloop._live_tasks()
+
+    def __len__(self):
+        return len(self._weakset) + len(_ferroloop._live_tasks())
+
+    def __contains__(self, task):
+        return task in self._weakset or any(t is task for t in _ferroloop._live_tasks())
+
+    def add(self, task):
+        self._weakset.add(task)
+
+    def discard(self, task):
+        self._weakset.discard(task)
+
+
+def _install_task_registry():
+    # Only where all_tasks() reads a module-level WeakSet we can wrap
+    # (Python 3.11); elsewhere tasks keep registering in asyncio's set.
+    from asyncio import tasks
+
+    current = getattr(tasks, "_all_tasks", None)
+    if sys.version_info[:2] != (3, 11) or current is None:
+        return
+    if not isinstance(current, _AllTasksView):
+        tasks._all_tasks = _AllTasksView(current)
+    _ferroloop._enable_task_registry()
+
+
+_install_task_registry()
+
+
 def new_event_loop():
     """Return a new ferroloop event loop."""
     return Loop()

@@ -19,6 +19,7 @@ test classes and produce identical test ids.
 import asyncio
 import os
 from asyncio import futures, tasks
+from unittest import mock
 
 ENV_VAR = "FERROLOOP_CONFORMANCE_TARGET"
 TARGETS = ("ferroloop", "asyncio")
@@ -61,6 +62,20 @@ PyFuture = futures._PyFuture
 def new_loop():
     """A fresh target loop, without going through the current policy."""
     return (loop_factory or Loop)()
+
+
+class SelectorEventLoopIsTarget:
+    """Test-case mixin for upstream classes whose ``setUp`` hard-codes
+    ``asyncio.SelectorEventLoop()``: while the upstream ``setUp`` runs,
+    ``asyncio.SelectorEventLoop`` is :func:`new_loop`, so the test's loop is
+    the target's.  With the ``asyncio`` target this changes nothing
+    (``Loop`` is ``asyncio.SelectorEventLoop`` there).  Only ``setUp`` is
+    affected; the test bodies see the real ``asyncio.SelectorEventLoop``.
+    """
+
+    def setUp(self):
+        with mock.patch.object(asyncio, "SelectorEventLoop", new_loop):
+            super().setUp()
 
 
 def describe():

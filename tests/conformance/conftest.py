@@ -2,6 +2,10 @@
 
 * puts this directory on ``sys.path`` so ``conformance_target`` imports under
   every ``--import-mode``;
+* collects only the module groups enabled by ``FERROLOOP_CONFORMANCE_GROUPS``
+  (default: ``core``; see ``conformance_groups.py``) when the directory is
+  collected; a module named explicitly on the command line is always
+  collected;
 * installs the target (see ``conformance_target``) around every module and
   restores the stdlib (and resets the event loop policy, like the CPython
   modules' own ``tearDownModule``) after it;
@@ -20,18 +24,37 @@ import asyncio
 import faulthandler
 import gc
 import os
+import pathlib
 import signal
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE))
 
 import conformance_target as target  # noqa: E402
+import conformance_groups as groups  # noqa: E402
+
+_ENABLED_GROUPS = groups.enabled()
+
+
+def pytest_ignore_collect(collection_path, config):
+    # Only consulted for paths found by walking a directory: pytest never
+    # asks about the files given on the command line.
+    name = collection_path.name
+    if (name.startswith("test_conf_") and name.endswith(".py")
+            and collection_path.resolve().parent == _HERE):
+        group = groups.group_of(name)
+        if group is not None and group not in _ENABLED_GROUPS:
+            return True
+    return None
 
 
 def pytest_report_header(config):
-    return f"ferroloop conformance target: {target.describe()}"
+    return (f"ferroloop conformance target: {target.describe()}; "
+            f"groups collected from the directory: "
+            f"{','.join(_ENABLED_GROUPS)}")
 
 
 def pytest_collection_finish(session):

@@ -16,6 +16,7 @@ mod gil;
 mod handle;
 mod imports;
 mod loop_core;
+mod registry;
 mod task;
 mod util;
 
@@ -53,6 +54,10 @@ pub(crate) fn run_finalizer(obj: &Bound<'_, PyAny>) -> PyResult<()> {
 unsafe extern "C" fn finalize(obj: *mut ffi::PyObject) {
     // SAFETY: CPython calls tp_finalize with the GIL held on a live object.
     let py = unsafe { Python::assume_attached() };
+    // Like asyncio's WeakSet entry (weak references are cleared before the
+    // collector runs finalizers), the task leaves the registry now, even if
+    // the finalizer resurrects it.
+    registry::remove(obj as usize);
     let saved = PyErr::take(py);
     // SAFETY: `obj` is live for the duration of this call.
     let bound = unsafe { Bound::from_borrowed_ptr(py, obj) };
@@ -89,8 +94,20 @@ unsafe extern "C" fn future_dealloc(obj: *mut ffi::PyObject) {
 }
 
 unsafe extern "C" fn task_dealloc(obj: *mut ffi::PyObject) {
-    // SAFETY: forwarded tp_dealloc contract.
-    unsafe { dealloc_with_finalizer(obj, &TASK_DEALLOC) }
+    // SAFETY: forwarded tp_dealloc contract. The registry entry goes first,
+    // while the object is still intact, and only once the finalizer did not
+    // resurrect it.
+    unsafe {
+        if ffi::PyObject_CallFinalizerFromDealloc(obj) < 0 {
+            return;
+        }
+        registry::remove(obj as usize);
+        let raw = *TASK_DEALLOC.get().expect("set at init");
+        if raw != 0 {
+            let f = std::mem::transmute::<usize, unsafe extern "C" fn(*mut ffi::PyObject)>(raw);
+            f(obj);
+        }
+    }
 }
 
 fn patch_types(py: Python<'_>) {
@@ -127,6 +144,8 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Future>()?;
     m.add_class::<FutureIter>()?;
     m.add_class::<Task>()?;
+    m.add_function(wrap_pyfunction!(registry::_enable_task_registry, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::_live_tasks, m)?)?;
     patch_types(py);
     Ok(())
 }

@@ -197,7 +197,12 @@ impl Task {
             Ok(l) => l.call_method0("is_running")?.is_truthy()?,
             Err(_) => loop_.call_method0("is_running")?.is_truthy()?,
         };
-        imports(py).register_task.bind(py).call1((slf,))?;
+        if crate::registry::enabled() && slf.get_type().is(py.get_type::<Task>()) {
+            // Re-initialising an already registered task is harmless: a set.
+            crate::registry::insert(slf.as_any());
+        } else {
+            imports(py).register_task.bind(py).call1((slf,))?;
+        }
         if eager_start && running {
             Self::eager_start(slf)
         } else {
