@@ -518,6 +518,21 @@ def test_set_exception_not_an_exception(loop, bad):
     assert not fut.done()
 
 
+def test_set_exception_non_exception_class_is_not_instantiated(loop):
+    constructed = []
+
+    class NotAnException:
+        def __init__(self):
+            constructed.append(self)
+
+    fut = loop.create_future()
+    with pytest.raises(TypeError) as ei:
+        fut.set_exception(NotAnException)
+    assert str(ei.value) == "invalid exception object"
+    assert constructed == []
+    assert not fut.done()
+
+
 def test_set_exception_class_whose_constructor_fails(loop):
     class NeedsArg(Exception):
         def __init__(self, arg):

@@ -9,6 +9,7 @@ or run an unmodified program on it with ``python -m ferroloop script.py``.
 """
 
 import asyncio as _asyncio
+from asyncio import events as _asyncio_events
 import sys as _sys
 import warnings as _warnings
 
@@ -37,6 +38,9 @@ def run(main, *, debug=None, loop_factory=new_event_loop, **run_kwargs):
 
     Same contract as ``asyncio.run`` (``asyncio.Runner`` on 3.11).
     """
+    if _asyncio_events._get_running_loop() is not None:
+        # Checked before a Runner (and its loop) exists, as asyncio.run does.
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if _sys.version_info >= (3, 12):
         return _asyncio.run(main, debug=debug, loop_factory=loop_factory, **run_kwargs)
     if run_kwargs:

@@ -2,9 +2,10 @@
 
 ``isinstance(obj, cls)`` falls back to ``obj.__class__`` when ``type(obj)``
 is not a subclass of ``cls``. Instances of the exact native types
-``ferroloop.Future`` and ``ferroloop.Task`` report these classes, which
-derive from ``asyncio.Future``/``asyncio.Task``, so that third-party checks
-like ``isinstance(fut, asyncio.Future)`` hold. ``type(obj)`` is unchanged and
+``ferroloop.Future``, ``ferroloop.Task``, ``ferroloop.Handle`` and
+``ferroloop.TimerHandle`` report these classes, which derive from the
+asyncio classes of the same name, so that third-party checks like
+``isinstance(fut, asyncio.Future)`` hold. ``type(obj)`` is unchanged and
 the classes are never instantiated. See docs/DIFFERENCES.md.
 """
 
@@ -17,5 +18,15 @@ class Future(asyncio.Future):
 
 
 class Task(asyncio.Task):
+    __slots__ = ()
+    __module__ = "ferroloop"
+
+
+class Handle(asyncio.Handle):
+    __slots__ = ()
+    __module__ = "ferroloop"
+
+
+class TimerHandle(asyncio.TimerHandle):
     __slots__ = ()
     __module__ = "ferroloop"

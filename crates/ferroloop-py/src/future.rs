@@ -47,7 +47,8 @@ impl State {
 }
 
 pub(crate) enum Callback {
-    Py { cb: Py<PyAny>, ctx: Option<Py<PyAny>> },
+    /// `shared`: `ctx` is a loop's shared snapshot (contexts.rs).
+    Py { cb: Py<PyAny>, ctx: Option<Py<PyAny>>, shared: bool },
     /// Wake a native task: the task's own context is used.
     Wakeup(Py<Task>),
 }
@@ -55,7 +56,7 @@ pub(crate) enum Callback {
 impl Callback {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Callback::Py { cb, ctx } => {
+            Callback::Py { cb, ctx, .. } => {
                 visit.call(cb)?;
                 visit.call(ctx)
             }
@@ -214,12 +215,12 @@ impl Future {
     ) -> PyResult<()> {
         match native {
             Some(n) => n.get().push_job(match cb {
-                Callback::Py { cb, ctx } => Job::Callback { cb, arg: fut.clone().unbind(), ctx },
+                Callback::Py { cb, ctx, shared } => Job::Callback { cb, arg: fut.clone().unbind(), ctx, shared },
                 Callback::Wakeup(task) => Job::Wakeup { task, fut: fut.clone().unbind() },
             }),
             None => {
                 let (cb, ctx) = match cb {
-                    Callback::Py { cb, ctx } => (cb.into_bound(py), ctx),
+                    Callback::Py { cb, ctx, .. } => (cb.into_bound(py), ctx),
                     Callback::Wakeup(task) => {
                         let t = task.bind(py);
                         let ctx = t.get().context(py);
@@ -239,7 +240,7 @@ impl Future {
         let py = slf.py();
         let mut st = slf.get().st.borrow_mut();
         if st.loop_.is_none() {
-            return Err(not_initialized());
+            return Err(PyRuntimeError::new_err("uninitialized Future object"));
         }
         if st.state == State::Pending {
             st.callbacks.push(cb);
@@ -259,9 +260,8 @@ impl Future {
                 return Err(not_initialized());
             }
             if st.state != State::Pending {
-                let s = st.state;
                 drop(st);
-                return Err(invalid_state(py, format!("{}: {}", s.name(), slf.repr()?)));
+                return Err(invalid_state(py, "invalid state".into()));
             }
             st.result = Some(result);
             st.state = State::Finished;
@@ -272,19 +272,15 @@ impl Future {
     pub(crate) fn do_set_exception(slf: &Bound<'_, Future>, exception: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         slf.get().ensure_alive()?;
-        let state = slf.get().state();
-        if state != State::Pending {
-            return Err(invalid_state(py, format!("{}: {}", state.name(), slf.repr()?)));
+        if slf.get().state() != State::Pending {
+            return Err(invalid_state(py, "invalid state".into()));
         }
-        let exc = if exception.is_instance_of::<PyType>() {
-            let inst = exception.call0()?;
-            if !inst.is_instance_of::<pyo3::exceptions::PyBaseException>() {
-                return Err(PyTypeError::new_err(format!(
-                    "exception must be a BaseException instance, got {}",
-                    inst.repr()?
-                )));
-            }
-            inst
+        // Only exception classes are instantiated (the C Future's rule).
+        let is_exc_class = exception
+            .cast::<PyType>()
+            .is_ok_and(|t| t.is_subclass_of::<pyo3::exceptions::PyBaseException>().unwrap_or(false));
+        let exc = if is_exc_class {
+            exception.call0()?
         } else {
             exception.clone()
         };
@@ -335,8 +331,9 @@ impl Future {
                 Err(PyErr::from_value(self.make_cancelled_error(py)?))
             }
             State::Pending => {
+                let msg = if st.loop_.is_none() { "Future object is not initialized." } else { "Result is not set." };
                 drop(st);
-                Err(invalid_state(py, "Result is not ready.".into()))
+                Err(invalid_state(py, msg.into()))
             }
             State::Finished => {
                 st.log_tb = false;
@@ -390,7 +387,7 @@ impl Future {
             st.callbacks
                 .iter()
                 .map(|c| match c {
-                    Callback::Py { cb, ctx } => (cb.clone_ref(py), ctx.as_ref().map(|c| c.clone_ref(py)), None),
+                    Callback::Py { cb, ctx, .. } => (cb.clone_ref(py), ctx.as_ref().map(|c| c.clone_ref(py)), None),
                     Callback::Wakeup(t) => (py.None(), None, Some(t.clone_ref(py))),
                 })
                 .collect()
@@ -445,8 +442,9 @@ impl Future {
                 Err(PyErr::from_value(self.make_cancelled_error(py)?))
             }
             State::Pending => {
+                let msg = if st.loop_.is_none() { "Future object is not initialized." } else { "Exception is not set." };
                 drop(st);
-                Err(invalid_state(py, "Exception is not set.".into()))
+                Err(invalid_state(py, msg.into()))
             }
             State::Finished => {
                 st.log_tb = false;
@@ -486,11 +484,13 @@ impl Future {
     #[pyo3(signature = (r#fn, /, *, context = None))]
     fn add_done_callback(slf: &Bound<'_, Self>, r#fn: Py<PyAny>, context: Option<Py<PyAny>>) -> PyResult<()> {
         let py = slf.py();
-        let ctx = match context.filter(|c| !c.is_none(py)) {
-            Some(c) => c,
-            None => copy_context(py)?,
+        let native = slf.get().st.borrow().native.as_ref().map(|n| n.clone_ref(py));
+        let (ctx, shared) = match (context.filter(|c| !c.is_none(py)), native) {
+            (Some(c), _) => (c, false),
+            (None, Some(n)) => n.get().snapshot_context(py)?,
+            (None, None) => (copy_context(py)?, false),
         };
-        Self::add_callback(slf, Callback::Py { cb: r#fn, ctx: Some(ctx) })
+        Self::add_callback(slf, Callback::Py { cb: r#fn, ctx: Some(ctx), shared })
     }
 
     #[pyo3(signature = (r#fn, /))]
@@ -575,12 +575,12 @@ impl Future {
     fn __class__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let ty = slf.get_type();
-        let (fut_shadow, task_shadow) = crate::shadow_classes(py)?;
+        let shadows = crate::shadow_classes(py)?;
         if ty.is(py.get_type::<Future>()) {
-            return Ok(fut_shadow.bind(py).clone());
+            return Ok(shadows.future.bind(py).clone());
         }
         if ty.is(py.get_type::<Task>()) {
-            return Ok(task_shadow.bind(py).clone());
+            return Ok(shadows.task.bind(py).clone());
         }
         Ok(ty.into_any())
     }

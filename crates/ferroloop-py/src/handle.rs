@@ -15,12 +15,15 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::gil::GilCell;
 use crate::imports::imports;
 use crate::loop_core::LoopCore;
-use crate::util::{is_fatal, run_in_context};
+use crate::util::{call_in_context, is_fatal};
 
 pub(crate) struct HandleInner {
     pub callback: Option<Py<PyAny>>,
     pub args: Option<Py<PyTuple>>,
     pub context: Option<Py<PyAny>>,
+    /// `context` is a snapshot shared with other callbacks (see
+    /// contexts.rs): it is copied before the callback runs in it.
+    pub ctx_shared: bool,
     pub source_tb: Option<Py<PyAny>>,
     pub loop_: Option<Py<LoopCore>>,
     /// In debug mode the repr is kept after cancel() clears the callback.
@@ -41,6 +44,7 @@ impl Handle {
         callback: Py<PyAny>,
         args: Py<PyTuple>,
         context: Py<PyAny>,
+        ctx_shared: bool,
         loop_: Py<LoopCore>,
         source_tb: Option<Py<PyAny>>,
         when: f64,
@@ -50,6 +54,7 @@ impl Handle {
                 callback: Some(callback),
                 args: Some(args),
                 context: Some(context),
+                ctx_shared,
                 source_tb,
                 loop_: Some(loop_),
                 repr: None,
@@ -57,6 +62,28 @@ impl Handle {
             cancelled: AtomicBool::new(false),
             when,
             scheduled: AtomicBool::new(false),
+        }
+    }
+
+    /// The context this handle's callback runs in, made private first if
+    /// it is a shared snapshot.
+    pub(crate) fn own_context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let (ctx, shared) = {
+            let inner = self.inner.borrow();
+            (inner.context.as_ref().map(|c| c.clone_ref(py)), inner.ctx_shared)
+        };
+        match ctx {
+            Some(c) if shared => {
+                let own = crate::contexts::private_copy(py, &c)?;
+                let old = {
+                    let mut inner = self.inner.borrow_mut();
+                    inner.ctx_shared = false;
+                    inner.context.replace(own.clone_ref(py))
+                };
+                drop(old);
+                Ok(Some(own))
+            }
+            other => Ok(other),
         }
     }
 
@@ -73,14 +100,15 @@ impl Handle {
         if this.is_cancelled() {
             return Ok(());
         }
-        let (cb, args, ctx) = {
+        let (cb, args) = {
             let inner = this.inner.borrow();
             match (&inner.callback, &inner.args) {
-                (Some(cb), Some(args)) => (cb.clone_ref(py), args.clone_ref(py), inner.context.as_ref().map(|c| c.clone_ref(py))),
+                (Some(cb), Some(args)) => (cb.clone_ref(py), args.clone_ref(py)),
                 _ => return Ok(()),
             }
         };
-        let r = run_in_context(py, ctx.as_ref(), || cb.bind(py).call1(args.bind(py)).map(drop));
+        let ctx = this.own_context(py)?;
+        let r = call_in_context(py, ctx.as_ref(), cb.bind(py), args.bind(py));
         match r {
             Ok(()) => Ok(()),
             Err(e) if is_fatal(py, &e) => Err(e),
@@ -192,8 +220,8 @@ impl Handle {
         self.is_cancelled()
     }
 
-    fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.inner.borrow().context.as_ref().map(|c| c.clone_ref(py))
+    fn get_context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.own_context(py)
     }
 
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -211,8 +239,8 @@ impl Handle {
     }
 
     #[getter]
-    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.get_context(py)
+    fn _context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.own_context(py)
     }
 
     #[getter]
@@ -232,6 +260,22 @@ impl Handle {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         Self::repr_string(slf)
+    }
+
+    /// Exact Handle/TimerHandle instances report stand-in subclasses of
+    /// `asyncio.Handle`/`asyncio.TimerHandle` (see Future.__class__).
+    #[getter]
+    fn __class__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let ty = slf.get_type();
+        let shadows = crate::shadow_classes(py)?;
+        if ty.is(py.get_type::<Handle>()) {
+            return Ok(shadows.handle.bind(py).clone());
+        }
+        if ty.is(py.get_type::<TimerHandle>()) {
+            return Ok(shadows.timer_handle.bind(py).clone());
+        }
+        Ok(ty.into_any())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

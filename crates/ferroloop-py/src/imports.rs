@@ -24,7 +24,7 @@ pub(crate) struct Imports {
     pub extract_stack: Py<PyAny>,
     pub format_callback_source: Py<PyAny>,
     pub generic_alias: Py<PyAny>,
-    pub task_shadow: PyOnceLock<(Py<PyAny>, Py<PyAny>)>,
+    pub shadows: PyOnceLock<crate::Shadows>,
 }
 
 static IMPORTS: PyOnceLock<Imports> = PyOnceLock::new();
@@ -49,7 +49,7 @@ fn load(py: Python<'_>) -> PyResult<Imports> {
         extract_stack: attr("asyncio.format_helpers", "extract_stack")?,
         format_callback_source: attr("asyncio.format_helpers", "_format_callback_source")?,
         generic_alias: attr("types", "GenericAlias")?,
-        task_shadow: PyOnceLock::new(),
+        shadows: PyOnceLock::new(),
     })
 }
 

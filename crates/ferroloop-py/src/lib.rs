@@ -11,6 +11,7 @@
 //! dealloc wrapper that calls it) on Future and Task, for the "exception was
 //! never retrieved" and "Task was destroyed but it is pending!" logs.
 
+mod contexts;
 mod future;
 mod gil;
 mod handle;
@@ -29,11 +30,23 @@ use pyo3::type_object::PyTypeInfo;
 use future::{Future, FutureIter};
 use task::Task;
 
-/// `(Future stand-in, Task stand-in)`: see `Future.__class__`.
-pub(crate) fn shadow_classes(py: Python<'_>) -> PyResult<&'static (Py<PyAny>, Py<PyAny>)> {
-    imports::imports(py).task_shadow.get_or_try_init(py, || {
+/// Stand-in classes reported by `__class__`: see `Future.__class__`.
+pub(crate) struct Shadows {
+    pub future: Py<PyAny>,
+    pub task: Py<PyAny>,
+    pub handle: Py<PyAny>,
+    pub timer_handle: Py<PyAny>,
+}
+
+pub(crate) fn shadow_classes(py: Python<'_>) -> PyResult<&'static Shadows> {
+    imports::imports(py).shadows.get_or_try_init(py, || {
         let m = py.import("ferroloop._shadow")?;
-        Ok((m.getattr("Future")?.unbind(), m.getattr("Task")?.unbind()))
+        Ok(Shadows {
+            future: m.getattr("Future")?.unbind(),
+            task: m.getattr("Task")?.unbind(),
+            handle: m.getattr("Handle")?.unbind(),
+            timer_handle: m.getattr("TimerHandle")?.unbind(),
+        })
     })
 }
 
@@ -138,6 +151,7 @@ fn patch_types(py: Python<'_>) {
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     imports::init(py)?;
+    contexts::verify_layout(py)?;
     m.add_class::<loop_core::LoopCore>()?;
     m.add_class::<handle::Handle>()?;
     m.add_class::<handle::TimerHandle>()?;

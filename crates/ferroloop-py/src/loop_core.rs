@@ -37,7 +37,7 @@ use crate::gil::GilCell;
 use crate::handle::{make_handle, Handle};
 use crate::imports::imports;
 use crate::task::Task;
-use crate::util::{copy_context, is_fatal, run_in_context, write_unraisable};
+use crate::util::{call_in_context, copy_context, is_fatal, write_unraisable};
 
 /// asyncio's `MAXIMUM_SELECT_TIMEOUT`.
 const MAX_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
@@ -53,6 +53,8 @@ pub(crate) enum Job {
         cb: Py<PyAny>,
         arg: Py<PyAny>,
         ctx: Option<Py<PyAny>>,
+        /// `ctx` is a shared snapshot: run in a private copy of it.
+        shared: bool,
     },
     /// Run one step of a native Task, optionally throwing `exc` into it.
     Step { task: Py<Task>, exc: Option<Py<PyAny>> },
@@ -74,7 +76,7 @@ impl Job {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
             Job::Handle(h) => visit.call(h),
-            Job::Callback { cb, arg, ctx } => {
+            Job::Callback { cb, arg, ctx, .. } => {
                 visit.call(cb)?;
                 visit.call(arg)?;
                 visit.call(ctx)
@@ -113,6 +115,8 @@ pub struct LoopCore {
     io_events: Mutex<Vec<Readiness>>,
     injector: Arc<Injector<Job>>,
     clock_resolution: f64,
+    /// The last context snapshot handed out (see contexts.rs).
+    ctx_cache: GilCell<Option<Py<PyAny>>>,
 }
 
 fn current_thread_id() -> u64 {
@@ -133,6 +137,13 @@ impl LoopCore {
 
     pub(crate) fn timer_cancelled(&self) {
         self.st.borrow_mut().timer_cancelled += 1;
+    }
+
+    /// A context for a callback registered without `context=`: the loop's
+    /// shared snapshot when the current context still matches it.
+    #[inline]
+    pub(crate) fn snapshot_context(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, bool)> {
+        crate::contexts::snapshot(py, &self.ctx_cache)
     }
 
     /// Queue a job for the next iteration (the `call_soon` of native code).
@@ -229,15 +240,16 @@ impl LoopCore {
             return Err(closed_error());
         }
         Self::check_callback(py, debug, if method == "call_soon_threadsafe" { 0 } else { thread_id }, callback, method)?;
-        let ctx = match context {
-            Some(c) if !c.is_none() => c.unbind(),
-            _ => copy_context(py)?,
+        let (ctx, shared) = match context {
+            Some(c) if !c.is_none() => (c.unbind(), false),
+            _ => slf.get().snapshot_context(py)?,
         };
         let tb = if debug { Self::source_traceback(py)? } else { None };
         let h = Handle::new_inner(
             callback.clone().unbind(),
             args.clone().unbind(),
             ctx,
+            shared,
             slf.clone().unbind(),
             tb,
             when.unwrap_or(f64::NAN),
@@ -264,8 +276,12 @@ impl LoopCore {
         let py = slf.py();
         match job {
             Job::Handle(h) => Handle::run(h.bind(py)),
-            Job::Callback { cb, arg, ctx } => {
-                let r = run_in_context(py, ctx.as_ref(), || cb.bind(py).call1((arg.bind(py),)).map(drop));
+            Job::Callback { cb, arg, ctx, shared } => {
+                let ctx = match ctx {
+                    Some(c) if shared => Some(crate::contexts::private_copy(py, &c)?),
+                    other => other,
+                };
+                let r = call_in_context(py, ctx.as_ref(), cb.bind(py), &PyTuple::new(py, [arg.bind(py)])?);
                 match r {
                     Ok(()) => Ok(()),
                     Err(e) if is_fatal(py, &e) => Err(e),
@@ -276,7 +292,7 @@ impl LoopCore {
                             Some(c) => c,
                             None => copy_context(py)?,
                         };
-                        let h = Handle::new_inner(cb.clone_ref(py), args.clone().unbind(), ctx, slf.clone().unbind(), None, f64::NAN);
+                        let h = Handle::new_inner(cb.clone_ref(py), args.clone().unbind(), ctx, false, slf.clone().unbind(), None, f64::NAN);
                         let h = make_handle(py, h, false)?;
                         let src = imports(py)
                             .format_callback_source
@@ -562,6 +578,7 @@ impl LoopCore {
             io_events: Mutex::new(Vec::new()),
             injector,
             clock_resolution: clock::resolution(),
+            ctx_cache: GilCell::new(None),
         })
     }
 
@@ -615,13 +632,16 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let delay: f64 = delay.extract().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "unsupported operand type(s) for +: 'float' and '{}'",
-                delay.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-            ))
-        })?;
-        Self::schedule_at(slf, clock::monotonic() + delay, callback, args, context, "call_later")
+        let now = clock::monotonic();
+        // asyncio computes `self.time() + delay`: ints and floats take the
+        // fast path, anything else gets Python's own `+` (and its errors).
+        let when = if delay.is_exact_instance_of::<pyo3::types::PyFloat>() || delay.is_instance_of::<pyo3::types::PyInt>() {
+            now + delay.extract::<f64>()?
+        } else {
+            now.into_pyobject(slf.py())?.add(delay)?.extract::<f64>()?
+        };
+        // asyncio's call_later delegates to call_at, whose name its errors carry.
+        Self::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
     #[pyo3(signature = (when, callback, *args, context = None))]
@@ -787,7 +807,8 @@ impl LoopCore {
                 let _ = re.deregister(*fd);
             }
         })?;
-        drop((ready, timers, factory, fds));
+        let cached = self.ctx_cache.borrow_mut().take();
+        drop((ready, timers, factory, fds, cached));
         Ok(())
     }
 
@@ -844,6 +865,9 @@ impl LoopCore {
                 visit.call(&e.writer)?;
             }
         }
+        if let Some(c) = self.ctx_cache.try_borrow() {
+            visit.call(&*c)?;
+        }
         Ok(())
     }
 
@@ -852,6 +876,7 @@ impl LoopCore {
             let mut st = self.st.borrow_mut();
             (std::mem::take(&mut st.ready), st.timers.drain(), st.task_factory.take(), std::mem::take(&mut st.fds))
         };
-        drop(taken);
+        let cached = self.ctx_cache.borrow_mut().take();
+        drop((taken, cached));
     }
 }

@@ -596,6 +596,9 @@ impl Task {
         if let Some(n) = &st.name {
             return Ok(n.clone_ref(py));
         }
+        if st.name_id == 0 {
+            return Ok(py.None()); // __init__ never ran
+        }
         let n = PyString::new(py, &format!("Task-{}", st.name_id)).into_any().unbind();
         st.name = Some(n.clone_ref(py));
         Ok(n)

@@ -31,6 +31,26 @@ pub(crate) fn run_in_context<R>(
     r
 }
 
+/// Call `cb(*args)` in `ctx`. A `ctx` that is not a real Context is used the
+/// way asyncio's Handle uses it: `ctx.run(cb, *args)`.
+pub(crate) fn call_in_context(
+    py: Python<'_>,
+    ctx: Option<&Py<PyAny>>,
+    cb: &Bound<'_, PyAny>,
+    args: &Bound<'_, pyo3::types::PyTuple>,
+) -> PyResult<()> {
+    if let Some(c) = ctx {
+        // SAFETY: PyContext_CheckExact only reads the type pointer.
+        if unsafe { ffi::PyContext_CheckExact(c.as_ptr()) } == 0 {
+            let mut full = vec![cb.clone()];
+            full.extend(args.iter());
+            c.bind(py).call_method1("run", pyo3::types::PyTuple::new(py, full)?)?;
+            return Ok(());
+        }
+    }
+    run_in_context(py, ctx, || cb.call1(args).map(drop))
+}
+
 /// A fresh copy of the current context (`contextvars.copy_context()`).
 #[inline]
 pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {

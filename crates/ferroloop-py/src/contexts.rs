@@ -1,0 +1,98 @@
+//! Shared context snapshots.
+//!
+//! asyncio gives every `call_soon`/`call_later` handle and every implicit
+//! `add_done_callback` its own `contextvars.copy_context()`. Each copy is a
+//! GC-tracked object that lives until its callback runs, and with many
+//! pending callbacks the cyclic collector's work grows with them.
+//!
+//! A copy's contents are an immutable HAMT: consecutive copies taken while
+//! no context variable changed point at the same HAMT. So a loop keeps its
+//! last snapshot and hands it out again while the current context's HAMT is
+//! the same object. A shared snapshot is never entered: when its callback
+//! runs it gets a private copy (`PyContext_Copy`, short-lived), so
+//! callbacks stay isolated from one another exactly as with asyncio.
+//!
+//! The HAMT pointer is not public API; it is read through the layout of
+//! CPython's `PyContext` (unchanged since 3.7). [`verify_layout`] checks
+//! the layout against real behaviour at import; if it does not hold,
+//! sharing stays off and every handle gets its own copy, as asyncio does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::util::copy_context;
+
+/// CPython's `struct _pycontextobject` (Include/internal/pycore_context.h).
+#[repr(C)]
+struct PyContextLayout {
+    ob_base: ffi::PyObject,
+    ctx_prev: *mut ffi::PyObject,
+    ctx_vars: *mut ffi::PyObject,
+    ctx_weakreflist: *mut ffi::PyObject,
+    ctx_entered: std::os::raw::c_int,
+}
+
+static SHARING: AtomicBool = AtomicBool::new(false);
+
+fn vars_of(ctx: &Bound<'_, PyAny>) -> *mut ffi::PyObject {
+    // SAFETY: only called on exact contextvars.Context objects (checked by
+    // the callers through PyContext_CheckExact or by construction), whose
+    // layout verify_layout() confirmed before SHARING was switched on.
+    unsafe { (*(ctx.as_ptr() as *const PyContextLayout)).ctx_vars }
+}
+
+fn is_context(ctx: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: PyContext_CheckExact only reads the type pointer.
+    unsafe { ffi::PyContext_CheckExact(ctx.as_ptr()) != 0 }
+}
+
+/// Check, with real contexts, that the assumed layout tracks their contents.
+pub(crate) fn verify_layout(py: Python<'_>) -> PyResult<()> {
+    let check = || -> PyResult<bool> {
+        let a = copy_context(py)?.into_bound(py);
+        let b = copy_context(py)?.into_bound(py);
+        if !is_context(&a) || vars_of(&a).is_null() || vars_of(&a) != vars_of(&b) {
+            return Ok(false);
+        }
+        let cv = py.import("contextvars")?.getattr("ContextVar")?.call1(("ferroloop-layout-probe",))?;
+        a.call_method1("run", (cv.getattr("set")?, 1))?;
+        let c = copy_context(py)?.into_bound(py);
+        Ok(vars_of(&a) != vars_of(&b) && vars_of(&b) == vars_of(&c) && !vars_of(&a).is_null())
+    };
+    SHARING.store(check()?, Ordering::Relaxed);
+    Ok(())
+}
+
+pub(crate) fn sharing_enabled() -> bool {
+    SHARING.load(Ordering::Relaxed)
+}
+
+/// A snapshot of the current context for a callback: `(context, shared)`.
+/// `cache` is the loop's last snapshot.
+pub(crate) fn snapshot(py: Python<'_>, cache: &crate::gil::GilCell<Option<Py<PyAny>>>) -> PyResult<(Py<PyAny>, bool)> {
+    let cur = copy_context(py)?;
+    if !sharing_enabled() {
+        return Ok((cur, false));
+    }
+    let reuse = {
+        let c = cache.borrow();
+        c.as_ref().filter(|s| vars_of(s.bind(py)) == vars_of(cur.bind(py))).map(|s| s.clone_ref(py))
+    };
+    if let Some(s) = reuse {
+        // `cur` dies right here: allocated and freed, it never counts
+        // towards a collection.
+        return Ok((s, true));
+    }
+    let old = cache.borrow_mut().replace(cur.clone_ref(py));
+    drop(old);
+    Ok((cur, true))
+}
+
+/// A private copy of a shared snapshot, for one callback to run in.
+pub(crate) fn private_copy(py: Python<'_>, shared: &Py<PyAny>) -> PyResult<Py<PyAny>> {
+    // SAFETY: `shared` is a live Context; PyContext_Copy returns a new
+    // reference or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_Copy(shared.as_ptr())).map(Bound::unbind) }
+}
