@@ -15,7 +15,12 @@ transports replace them with the networking work (see docs/DIFFERENCES.md).
 """
 
 import asyncio
+import errno
+import os
 import selectors
+import signal
+import socket
+import warnings
 import logging
 import sys
 import threading
@@ -70,10 +75,14 @@ _BORROWED_BASE = (
     "connect_write_pipe",
     "sock_sendfile",
     "_sock_sendfile_fallback",
+    "subprocess_exec",
+    "subprocess_shell",
+    "_log_subprocess",
     "_check_sock_sendfile_params" if hasattr(_BaseEventLoop, "_check_sock_sendfile_params") else "_check_sendfile_params",
 )
 
 _BORROWED_SELECTOR = (
+    "_read_from_self",
     "_make_socket_transport",
     "_make_ssl_transport",
     "_make_datagram_transport",
@@ -109,6 +118,11 @@ _BORROWED_SELECTOR = (
 )
 
 _BORROWED_UNIX = (
+    "_process_self_data",
+    "_handle_signal",
+    "_check_signal",
+    "add_signal_handler",
+    "remove_signal_handler",
     "_make_read_pipe_transport",
     "_make_write_pipe_transport",
     "create_unix_connection",
@@ -153,6 +167,14 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_saved_depth = None
         self._transports = weakref.WeakValueDictionary()
         self._selector = _SelectorView(self)
+        # Self-pipe for signal delivery, created with the first signal
+        # handler: until then no descriptor is registered and an iteration
+        # that must not block skips the poll syscall entirely.
+        self._ssock = None
+        self._csock = None
+        self._internal_fds = 0
+        self._signal_handlers = {}
+        self._children = {}
         self.set_debug(coroutines._is_debug_mode())
 
     for _cls, _names in (
@@ -200,19 +222,104 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             sys.set_asyncgen_hooks(*old_agen_hooks)
 
     def close(self):
-        """Close the loop: drop pending callbacks, shut the default executor."""
+        """Close the loop: drop pending callbacks, shut the default executor,
+        restore signal dispositions and stop watching children."""
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
         if self.get_debug():
             logger.debug("Close %r", self)
+        if self._signal_handlers:
+            if sys.is_finalizing():
+                warnings.warn(
+                    f"Closing the loop {self!r} on interpreter shutdown stage, "
+                    f"skipping signal handlers removal",
+                    ResourceWarning,
+                    source=self,
+                )
+                self._signal_handlers.clear()
+            else:
+                for sig in list(self._signal_handlers):
+                    self.remove_signal_handler(sig)
+        for pidfd, _pid, _transp in self._children.values():
+            os.close(pidfd)
+        self._children.clear()
         self._close_core()
+        if self._ssock is not None:
+            self._ssock.close()
+            self._csock.close()
+            self._ssock = self._csock = None
+            self._internal_fds -= 1
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
+
+    # --- signals -------------------------------------------------------------
+    # asyncio's add/remove_signal_handler (borrowed above) route signals
+    # through signal.set_wakeup_fd(self._csock); the reactor watches _ssock.
+
+    def add_signal_handler(self, sig, callback, *args):
+        if not self.is_closed() and self._ssock is None:
+            self._ssock, self._csock = socket.socketpair()
+            self._ssock.setblocking(False)
+            self._csock.setblocking(False)
+            self._internal_fds += 1
+            self._add_reader(self._ssock.fileno(), self._read_from_self)
+        return unix_events._UnixSelectorEventLoop.add_signal_handler(self, sig, callback, *args)
+
+    def _add_callback_signalsafe(self, handle):
+        self.call_soon(_run_unless_cancelled, handle)
+
+    # --- subprocesses ----------------------------------------------------------
+    # asyncio's subprocess transport; the child's exit is watched by the
+    # reactor through a pidfd (no watcher thread, no SIGCHLD handler).
+
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        waiter = self.create_future()
+        transp = unix_events._UnixSubprocessTransport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+            waiter=waiter, extra=extra, **kwargs,
+        )
+        self._watch_child(transp.get_pid(), transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    def _watch_child(self, pid, transp):
+        # A child that has already exited still yields a readable pidfd, so
+        # an early exit is never missed.
+        pidfd = os.pidfd_open(pid)
+        self._children[pid] = (pidfd, pid, transp)
+        self._add_reader(pidfd, self._child_exited, pid)
+
+    def _child_exited(self, pid):
+        pidfd, _, transp = self._children.pop(pid)
+        self._remove_reader(pidfd)
+        os.close(pidfd)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            # Reaped elsewhere (e.g. by a foreign os.wait()): as asyncio does.
+            returncode = 255
+            logger.warning("child process pid %d exit status already read:  will report returncode 255", pid)
+        else:
+            returncode = os.waitstatus_to_exitcode(status)
+        if self.get_debug():
+            logger.debug("process %s exited with returncode %s", pid, returncode)
+        # Let pending pipe callbacks run first, like asyncio's watcher
+        # callback (which defers by one iteration).
+        self.call_soon(self.call_soon, transp._process_exited, returncode)
 
     def _log_slow_callback(self, description, seconds):
         logger.warning("Executing %s took %.3f seconds", description, seconds)
@@ -221,6 +328,11 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         # Handles created by this loop report cancellation natively; this
         # exists for code that calls it on asyncio handles it made itself.
         pass
+
+
+def _run_unless_cancelled(handle):
+    if not handle._cancelled:
+        handle._run()
 
 
 class _AllTasksView:

@@ -117,7 +117,9 @@ if _RESULTS:
         prev, why = _outcomes.get(report.nodeid, ("passed", ""))
         if report.failed:
             outcome = "failed" if report.when == "call" else "error"
-            if prev not in ("failed", "error"):
+            if "UvloopSuiteTimeout" in _reason(report):
+                outcome = "timeout"
+            if prev not in ("failed", "error", "timeout"):
                 prev, why = outcome, f"[{report.when}] {_reason(report)}"
         elif report.skipped and prev == "passed":
             prev, why = "skipped", _reason(report)
