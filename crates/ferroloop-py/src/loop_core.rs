@@ -111,9 +111,11 @@ pub(crate) struct LoopState {
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
 pub struct LoopCore {
     st: GilCell<LoopState>,
-    reactor: Mutex<Reactor>,
+    /// `None` once the loop is closed: close() releases the epoll and
+    /// waker descriptors right away, as asyncio closes its selector.
+    reactor: Mutex<Option<Reactor>>,
     io_events: Mutex<Vec<Readiness>>,
-    injector: Arc<Injector<Job>>,
+    injector: GilCell<Option<Arc<Injector<Job>>>>,
     clock_resolution: f64,
     /// The last context snapshot handed out (see contexts.rs).
     ctx_cache: GilCell<Option<Py<PyAny>>>,
@@ -165,7 +167,10 @@ impl LoopCore {
     }
 
     fn wake(&self) -> PyResult<()> {
-        self.injector.wake().map_err(|e| PyOSError::new_err(e.to_string()))
+        match self.injector.borrow().as_ref() {
+            Some(inj) => inj.wake().map_err(|e| PyOSError::new_err(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// `loop.call_exception_handler(context)`; errors from the handler other
@@ -320,10 +325,14 @@ impl LoopCore {
     /// Lock the reactor. If the loop thread is blocked in poll (holding the
     /// lock with the GIL released), wake it and wait without the GIL.
     fn with_reactor<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Reactor) -> R) -> PyResult<R> {
+        let call = |r: &mut Option<Reactor>| match r.as_mut() {
+            Some(r) => Ok(f(r)),
+            None => Err(closed_error()),
+        };
         loop {
             match self.reactor.try_lock() {
-                Ok(mut r) => return Ok(f(&mut r)),
-                Err(std::sync::TryLockError::Poisoned(p)) => return Ok(f(&mut p.into_inner())),
+                Ok(mut r) => return call(&mut r),
+                Err(std::sync::TryLockError::Poisoned(p)) => return call(&mut p.into_inner()),
                 Err(std::sync::TryLockError::WouldBlock) => {
                     self.wake()?;
                     py.detach(std::thread::yield_now);
@@ -474,11 +483,11 @@ impl LoopCore {
             let dur = timeout.map(Duration::from_secs_f64);
             let mut events = std::mem::take(&mut *this.io_events.lock().unwrap_or_else(|e| e.into_inner()));
             events.clear();
-            let res = if timeout == Some(0.0) {
-                this.reactor.lock().unwrap_or_else(|e| e.into_inner()).poll(dur, &mut events)
-            } else {
-                py.detach(|| this.reactor.lock().unwrap_or_else(|e| e.into_inner()).poll(dur, &mut events))
+            let poll = |events: &mut Vec<Readiness>| match this.reactor.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                Some(r) => r.poll(dur, events),
+                None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
             };
+            let res = if timeout == Some(0.0) { poll(&mut events) } else { py.detach(|| poll(&mut events)) };
             match res {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
@@ -501,9 +510,10 @@ impl LoopCore {
             }
             *this.io_events.lock().unwrap_or_else(|e| e.into_inner()) = events;
         }
-        if this.injector.has_pending() {
+        let injector = this.injector.borrow().clone();
+        if let Some(inj) = injector.filter(|i| i.has_pending()) {
             let mut st = this.st.borrow_mut();
-            this.injector.drain_into(&mut st.ready);
+            inj.drain_into(&mut st.ready);
         }
 
         // 3. due timers.
@@ -574,9 +584,9 @@ impl LoopCore {
                 slow_callback_duration: 0.1,
                 fds: HashMap::new(),
             }),
-            reactor: Mutex::new(reactor),
+            reactor: Mutex::new(Some(reactor)),
             io_events: Mutex::new(Vec::new()),
-            injector,
+            injector: GilCell::new(Some(injector)),
             clock_resolution: clock::resolution(),
             ctx_cache: GilCell::new(None),
         })
@@ -802,11 +812,11 @@ impl LoopCore {
         for h in &timers {
             h.get().scheduled.store(false, Ordering::Relaxed);
         }
-        self.with_reactor(py, |re| {
-            for fd in fds.keys() {
-                let _ = re.deregister(*fd);
-            }
-        })?;
+        let reactor = self.with_reactor(py, |_| ())
+            .ok()
+            .and_then(|_| self.reactor.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let injector = self.injector.borrow_mut().take();
+        drop((reactor, injector)); // closes the epoll and waker descriptors
         let cached = self.ctx_cache.borrow_mut().take();
         drop((ready, timers, factory, fds, cached));
         Ok(())
