@@ -218,6 +218,70 @@ def case_future_pingpong(loop: asyncio.AbstractEventLoop, n: int) -> None:
     _check(handoffs == n, f"{handoffs} of {n} hand-offs")
 
 
+def case_spawn_wait(loop: asyncio.AbstractEventLoop, n: int) -> None:
+    """Spawn `true` with asyncio.create_subprocess_exec and wait for it, n
+    times one after the other (parent CPU time: fork/exec, pipes, reaping)."""
+
+    async def main() -> int:
+        ok = 0
+        for _ in range(n):
+            proc = await asyncio.create_subprocess_exec("true")
+            ok += await proc.wait() == 0
+        return ok
+
+    ok = loop.run_until_complete(main())
+    _check(ok == n, f"{ok} of {n} children exited with 0")
+
+
+_MIB = b"\x5a" * (1 << 20)
+
+
+def case_communicate_1mib(loop: asyncio.AbstractEventLoop, n: int) -> None:
+    """Process.communicate() of 1 MiB through `cat` and back, n times."""
+
+    async def main() -> int:
+        good = 0
+        for _ in range(n):
+            proc = await asyncio.create_subprocess_exec(
+                "cat", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            )
+            out, _ = await proc.communicate(_MIB)
+            good += out == _MIB and proc.returncode == 0
+        return good
+
+    good = loop.run_until_complete(main())
+    _check(good == n, f"{good} of {n} round trips intact")
+
+
+def case_signal_latency(loop: asyncio.AbstractEventLoop, n: int) -> None:
+    """os.kill(own pid, SIGUSR1) until the loop's add_signal_handler callback
+    has run, n times (handler installed once, removed at the end)."""
+    import signal as _signal
+
+    async def main() -> int:
+        got = 0
+        waiter = None
+
+        def handler() -> None:
+            nonlocal got
+            got += 1
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+        loop.add_signal_handler(_signal.SIGUSR1, handler)
+        try:
+            for _ in range(n):
+                waiter = loop.create_future()
+                os.kill(os.getpid(), _signal.SIGUSR1)
+                await waiter
+        finally:
+            loop.remove_signal_handler(_signal.SIGUSR1)
+        return got
+
+    got = loop.run_until_complete(main())
+    _check(got == n, f"{got} of {n} signals handled")
+
+
 # ---------------------------------------------------------------------------
 # pyperformance async_tree, loaded from the installed package.
 # ---------------------------------------------------------------------------
@@ -346,6 +410,9 @@ def _build_cases() -> list[Case]:
         Case("create_tasks_then_await", case_create_tasks_then_await, 100_000, 10_000),
         Case("gather_sleep0", case_gather_sleep0, 100_000, 10_000),
         Case("future_pingpong", case_future_pingpong, 1_000_000, 100_000),
+        Case("spawn_wait", case_spawn_wait, 1_000, 100),
+        Case("communicate_1mib", case_communicate_1mib, 50, 10),
+        Case("signal_latency", case_signal_latency, 5_000, 500),
     ]
     for variant in ("none", "io", "memoization", "cpu_io_mixed"):
         base = "async_tree" if variant == "none" else f"async_tree_{variant}"
