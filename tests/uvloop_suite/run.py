@@ -112,6 +112,25 @@ def run_one(group, module, target, args, out):
             "runs": attempt}
 
 
+def describe_ferroloop():
+    """Which ferroloop is measured: its path and the repo's commit."""
+    try:
+        import ferroloop
+        where = os.path.dirname(ferroloop.__file__)
+    except Exception as e:  # noqa: BLE001 - report, don't fail
+        return f"ferroloop not importable: {e!r}"
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain",
+                                "--", "crates", "python"],
+                               capture_output=True, text=True).stdout.strip()
+        head = f"{head}{' + uncommitted changes' if dirty else ''}"
+    except OSError:
+        head = "?"
+    return f"ferroloop from {where} (repo HEAD {head}); Python {sys.version.split()[0]}"
+
+
 def counterpart(nodeid):
     """Node id of the AIO test a FERRO clone was made from."""
     path, cls, name = nodeid.split("::")
@@ -160,6 +179,7 @@ def main():
     os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
     up.sdist_root()     # fetch once, before any parallel run
 
+    print(describe_ferroloop(), flush=True)
     t0 = time.monotonic()
     work = [(g, m, t) for g, m in jobs for t in targets]
     summaries = []
