@@ -15,6 +15,7 @@ transports replace them with the networking work (see docs/DIFFERENCES.md).
 """
 
 import asyncio
+import concurrent.futures
 import errno
 import os
 import selectors
@@ -25,9 +26,10 @@ import logging
 import sys
 import threading
 import weakref
-from asyncio import base_events, coroutines, events, selector_events, unix_events
+from asyncio import base_events, constants, coroutines, events, selector_events, sslproto, unix_events
 
 from . import _ferroloop
+from ._transports import SocketTransport
 
 __all__ = ("Loop", "new_event_loop")
 
@@ -48,7 +50,6 @@ _BORROWED_BASE = (
     "shutdown_default_executor",
     "_do_shutdown",
     "_check_default_executor",
-    "run_in_executor",
     "set_default_executor",
     "_getaddrinfo_debug",
     "getaddrinfo",
@@ -83,8 +84,6 @@ _BORROWED_BASE = (
 
 _BORROWED_SELECTOR = (
     "_read_from_self",
-    "_make_socket_transport",
-    "_make_ssl_transport",
     "_make_datagram_transport",
     "_start_serving",
     "_accept_connection",
@@ -190,6 +189,17 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
     def _debug(self):
         return self.get_debug()
 
+    @property
+    def _closed(self):
+        return self.is_closed()
+
+    def run_in_executor(self, executor, func, *args):
+        if executor is None and self._default_executor is None and not self._executor_shutdown_called and not self.is_closed():
+            # The default executor's threads are named after the loop
+            # (ferroloop_0, ...), as uvloop names its own.
+            self._default_executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="ferroloop")
+        return _BaseEventLoop.run_in_executor(self, executor, func, *args)
+
     def __repr__(self):
         return (
             f"<{self.__class__.__name__} running={self.is_running()} "
@@ -246,6 +256,7 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             os.close(pidfd)
         self._children.clear()
         self._close_core()
+        self._selector = None
         if self._ssock is not None:
             self._ssock.close()
             self._csock.close()
@@ -321,8 +332,39 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         # callback (which defers by one iteration).
         self.call_soon(self.call_soon, transp._process_exited, returncode)
 
-    def _log_slow_callback(self, description, seconds):
-        logger.warning("Executing %s took %.3f seconds", description, seconds)
+    # --- socket transports -----------------------------------------------------
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        return self._socket_transport_class(sock)(self, sock, protocol, waiter, extra, server)
+
+    @staticmethod
+    def _socket_transport_class(sock):
+        # The native transport does its I/O on the descriptor itself; a
+        # socket-like stand-in (a mock, a wrapper) gets asyncio's transport,
+        # which goes through the object's methods. (type(), not isinstance:
+        # a mock with spec=socket passes isinstance.)
+        if issubclass(type(sock), socket.socket):
+            return SocketTransport
+        return selector_events._SelectorSocketTransport
+
+    def _make_ssl_transport(
+        self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
+        server_hostname=None, extra=None, server=None,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+    ):
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+        self._socket_transport_class(rawsock)(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    def _log_slow_callback(self, subject, seconds):
+        # asyncio's logger, looked up at call time (tests patch it); the
+        # subject is formatted after the callback ran, as asyncio does.
+        base_events.logger.warning("Executing %s took %.3f seconds", subject, seconds)
 
     def _timer_handle_cancelled(self, handle):
         # Handles created by this loop report cancellation natively; this

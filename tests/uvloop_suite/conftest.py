@@ -8,7 +8,8 @@ Nothing here is collected unless ``FERROLOOP_UVLOOP_SUITE=1``: the default
   disables) over setup + call + teardown: SIGALRM raises ``UvloopSuiteTimeout``
   inside the hung test; if the process is still stuck after a second period,
   faulthandler dumps every stack and exits (``run.py`` then resumes the module
-  after that test);
+  after that test); interpreter shutdown gets one period too (a test that
+  failed can leave a thread blocked that shutdown would join forever);
 * ``FERROLOOP_UVLOOP_RESULTS=<file>``: a ``start\\t<nodeid>`` line before each
   test and ``<outcome>\\t<nodeid>\\t<one-line reason>`` after it, flushed at
   once, so a crash still leaves per-test results (``run.py`` reads them);
@@ -32,12 +33,40 @@ else:
 
 
 def pytest_report_header(config):
+    # Only shown when this directory is named on the command line.
     if not ENABLED:
-        return None
+        return ("uvloop suite: disabled (set FERROLOOP_UVLOOP_SUITE=1 or use "
+                "tests/uvloop_suite/run.py); collecting nothing here")
     import _uvloop_upstream as up
     return (f"uvloop suite: uvloop {up.UVLOOP_VERSION} tests from "
             f"{up.cache_dir()}; targets={','.join(up.targets())} "
             f"expect={up.expect_mode()}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not ENABLED:
+        return
+    import _uvloop_upstream as up
+    if up.MISSING_OPTIONAL:
+        terminalreporter.write_line(
+            "uvloop suite: missing optional test dependencies (tests using "
+            f"them were skipped): {', '.join(sorted(set(up.MISSING_OPTIONAL)))}")
+
+
+# Upstream tests that dup2() over sys.stdout/sys.stderr's descriptors and
+# expect a child process to write there: pytest's fd capture swaps those
+# objects for its own temp files, so capture is turned off around them.
+NEEDS_REAL_STDIO = {"test_process_streams_redirect"}
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)   # inside capture's wrapper
+def pytest_runtest_call(item):
+    capman = item.config.pluginmanager.getplugin("capturemanager")
+    if ENABLED and capman is not None and item.name in NEEDS_REAL_STDIO:
+        with capman.global_and_fixture_disabled():
+            yield
+    else:
+        yield
 
 
 # --- resume support ---------------------------------------------------------
@@ -83,6 +112,15 @@ def pytest_runtest_protocol(item, nextitem):
         signal.setitimer(signal.ITIMER_REAL, 0)
         faulthandler.cancel_dump_traceback_later()
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    # A failed test can leave a thread blocked for good (say, an executor
+    # worker in sock.recv()); interpreter shutdown then joins it forever.
+    # Bound that too: dump the stacks and exit after one watchdog period.
+    if ENABLED and _TIMEOUT > 0:
+        faulthandler.dump_traceback_later(_TIMEOUT, exit=True)
 
 
 # --- crash-proof per-test results -------------------------------------------

@@ -28,6 +28,10 @@ pub struct Readiness {
     pub fd: RawFd,
     pub readable: bool,
     pub writable: bool,
+    /// The peer closed its side (or the descriptor errored): with
+    /// edge-triggered polling this is the only sign that EOF is waiting
+    /// behind data read in the same edge.
+    pub read_closed: bool,
 }
 
 pub struct Reactor {
@@ -70,6 +74,7 @@ impl Reactor {
                 fd: (ev.token().0 - 1) as RawFd,
                 readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                 writable: ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                read_closed: ev.is_read_closed() || ev.is_error(),
             });
         }
         Ok(())
@@ -234,6 +239,27 @@ mod tests {
     }
 
     #[test]
+    fn eof_behind_data_is_reported_with_the_same_edge() {
+        let mut r = Reactor::new().unwrap();
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` has room for the two descriptors socketpair writes.
+        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) }, 0);
+        r.set_interest(fds[0], true, true, false).unwrap();
+        // SAFETY: writing from a valid buffer to our own socket, then closing it.
+        unsafe {
+            assert_eq!(libc::write(fds[1], b"data".as_ptr().cast(), 4), 4);
+            libc::close(fds[1]);
+        }
+        let mut out = Vec::new();
+        r.poll(Some(Duration::from_secs(1)), &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert!(out[0].readable && out[0].read_closed);
+        r.deregister(fds[0]).unwrap();
+        // SAFETY: closing the descriptor socketpair gave us.
+        unsafe { libc::close(fds[0]) };
+    }
+
+    #[test]
     fn timeout_poll_returns_after_deadline() {
         let mut r = Reactor::new().unwrap();
         let start = Instant::now();
@@ -255,7 +281,7 @@ mod tests {
         assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
         let mut out = Vec::new();
         r.poll(Some(Duration::from_secs(1)), &mut out).unwrap();
-        assert_eq!(out, vec![Readiness { fd: fds[0], readable: true, writable: false }]);
+        assert_eq!(out, vec![Readiness { fd: fds[0], readable: true, writable: false, read_closed: false }]);
         // Edge-triggered: nothing new until re-armed; re-arming reports the
         // unread byte again (level-triggered emulation).
         out.clear();

@@ -19,6 +19,7 @@ mod imports;
 mod loop_core;
 mod registry;
 mod task;
+mod transport;
 mod util;
 
 use std::sync::OnceLock;
@@ -158,6 +159,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Future>()?;
     m.add_class::<FutureIter>()?;
     m.add_class::<Task>()?;
+    m.add_class::<transport::TransportCore>()?;
     m.add_function(wrap_pyfunction!(registry::_enable_task_registry, m)?)?;
     m.add_function(wrap_pyfunction!(registry::_live_tasks, m)?)?;
     patch_types(py);

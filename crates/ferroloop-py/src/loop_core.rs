@@ -37,6 +37,7 @@ use crate::gil::GilCell;
 use crate::handle::{make_handle, Handle};
 use crate::imports::imports;
 use crate::task::Task;
+use crate::transport::TransportCore;
 use crate::util::{call_in_context, copy_context, is_fatal, write_unraisable};
 
 /// asyncio's `MAXIMUM_SELECT_TIMEOUT`.
@@ -63,13 +64,31 @@ pub(crate) enum Job {
     /// An `add_reader`/`add_writer` callback whose descriptor is ready; the
     /// descriptor is re-armed after the callback (level-triggered emulation).
     Io { fd: i32, handle: Py<Handle> },
+    /// A native transport's socket is readable / writable.
+    TransportRead(Py<TransportCore>),
+    TransportWrite(Py<TransportCore>),
 }
 
-/// The `add_reader`/`add_writer` callbacks of one descriptor.
+/// What is registered for one descriptor: `add_reader`/`add_writer`
+/// callbacks and/or the native transport that owns it (sendfile adds a
+/// writer callback on a transport's socket for a while).
 #[derive(Default)]
 struct FdEntry {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
+    transport: Option<Py<TransportCore>>,
+}
+
+impl FdEntry {
+    /// Reactor interest: a transport always listens both ways.
+    fn interest(&self) -> (bool, bool) {
+        let t = self.transport.is_some();
+        (self.reader.is_some() || t, self.writer.is_some() || t)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.reader.is_none() && self.writer.is_none() && self.transport.is_none()
+    }
 }
 
 impl Job {
@@ -90,6 +109,7 @@ impl Job {
                 visit.call(fut)
             }
             Job::Io { handle, .. } => visit.call(handle),
+            Job::TransportRead(t) | Job::TransportWrite(t) => visit.call(t),
         }
     }
 }
@@ -319,6 +339,52 @@ impl LoopCore {
                 slf.get().rearm(py, fd)?;
                 r
             }
+            Job::TransportRead(t) => TransportCore::run_job(t.bind(py), false),
+            Job::TransportWrite(t) => TransportCore::run_job(t.bind(py), true),
+        }
+    }
+
+    pub(crate) fn register_transport(&self, py: Python<'_>, fd: i32, core: Py<TransportCore>) -> PyResult<()> {
+        let known = {
+            let mut st = self.st.borrow_mut();
+            if st.closed {
+                return Err(closed_error());
+            }
+            let known = st.fds.contains_key(&fd);
+            let e = st.fds.entry(fd).or_default();
+            // A stale entry for a reused descriptor number: its callbacks
+            // belonged to a socket that no longer exists.
+            let old = (e.reader.take(), e.writer.take(), e.transport.replace(core));
+            drop(st);
+            drop(old);
+            known
+        };
+        self.with_reactor(py, |re| re.set_interest(fd, true, true, known))?
+            .map_err(PyErr::from)
+    }
+
+    pub(crate) fn unregister_transport(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
+        let (old, interest) = {
+            let mut st = self.st.borrow_mut();
+            let Some(e) = st.fds.get_mut(&fd) else { return Ok(()) };
+            let old = e.transport.take();
+            if old.is_none() {
+                return Ok(());
+            }
+            let interest = e.interest();
+            if e.is_empty() {
+                st.fds.remove(&fd);
+            }
+            (old, interest)
+        };
+        drop(old);
+        let r = match interest {
+            (false, false) => self.with_reactor(py, |re| re.deregister(fd)),
+            (r, w) => self.with_reactor(py, |re| re.set_interest(fd, r, w, true)),
+        };
+        match r {
+            Ok(r) => r.map_err(PyErr::from),
+            Err(_) => Ok(()), // loop already closed: the reactor is gone
         }
     }
 
@@ -346,7 +412,7 @@ impl LoopCore {
     fn rearm(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
         let interest = {
             let st = self.st.borrow();
-            st.fds.get(&fd).map(|e| (e.reader.is_some(), e.writer.is_some()))
+            st.fds.get(&fd).map(FdEntry::interest)
         };
         if let Some((r, w)) = interest {
             if r || w {
@@ -377,17 +443,19 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         write: bool,
-    ) -> PyResult<()> {
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
         let fd = Self::fd_of(fd)?;
         let h = Self::new_handle(slf, callback, args, None, if write { "add_writer" } else { "add_reader" }, None)?.unbind();
+        let ret = h.clone_ref(py);
         let (known, r, w, old) = {
             let mut st = this.st.borrow_mut();
             let known = st.fds.contains_key(&fd);
             let e = st.fds.entry(fd).or_default();
             let old = if write { e.writer.replace(h) } else { e.reader.replace(h) };
-            (known, e.reader.is_some(), e.writer.is_some(), old)
+            let (r, w) = e.interest();
+            (known, r, w, old)
         };
         if let Some(old) = old {
             Handle::cancel_quiet(old.bind(py));
@@ -397,7 +465,7 @@ impl LoopCore {
             let dropped = {
                 let mut st = this.st.borrow_mut();
                 let e2 = st.fds.get_mut(&fd).and_then(|e| if write { e.writer.take() } else { e.reader.take() });
-                if st.fds.get(&fd).is_some_and(|e| e.reader.is_none() && e.writer.is_none()) {
+                if st.fds.get(&fd).is_some_and(FdEntry::is_empty) {
                     st.fds.remove(&fd);
                 }
                 e2
@@ -405,7 +473,7 @@ impl LoopCore {
             drop(dropped);
             return Err(e.into());
         }
-        Ok(())
+        Ok(ret)
     }
 
     fn remove_io(&self, py: Python<'_>, fd: &Bound<'_, PyAny>, write: bool) -> PyResult<bool> {
@@ -417,8 +485,8 @@ impl LoopCore {
             }
             let Some(e) = st.fds.get_mut(&fd) else { return Ok(false) };
             let old = if write { e.writer.take() } else { e.reader.take() };
-            let (r, w) = (e.reader.is_some(), e.writer.is_some());
-            if !r && !w {
+            let (r, w) = e.interest();
+            if e.is_empty() {
                 st.fds.remove(&fd);
             }
             (old, r, w)
@@ -429,15 +497,22 @@ impl LoopCore {
         Ok(true)
     }
 
-    fn describe_job(py: Python<'_>, job: &Job) -> String {
-        let r = match job {
-            Job::Handle(h) => h.bind(py).repr().map(|s| s.to_string()),
-            Job::Callback { cb, .. } => cb.bind(py).repr().map(|s| format!("<Handle {s}>")),
-            Job::Step { task, .. } => task.bind(py).repr().map(|s| format!("<Handle step of {s}>")),
-            Job::Wakeup { task, .. } => task.bind(py).repr().map(|s| format!("<Handle wakeup of {s}>")),
-            Job::Io { handle, .. } => handle.bind(py).repr().map(|s| s.to_string()),
-        };
-        r.unwrap_or_else(|_| "<job>".into())
+    /// What a slow job is reported as, taken before it runs and formatted
+    /// after (asyncio's `_format_handle`: a Task step shows the task).
+    fn job_subject(py: Python<'_>, job: &Job) -> Py<PyAny> {
+        match job {
+            Job::Handle(h) | Job::Io { handle: h, .. } => {
+                let h = h.bind(py);
+                let owner = h.get().inner.borrow().callback.as_ref().and_then(|cb| cb.bind(py).getattr("__self__").ok());
+                match owner {
+                    Some(o) if o.is_instance_of::<Task>() => o.unbind(),
+                    _ => h.clone().into_any().unbind(),
+                }
+            }
+            Job::Callback { cb, .. } => cb.clone_ref(py),
+            Job::Step { task, .. } | Job::Wakeup { task, .. } => task.clone_ref(py).into_any(),
+            Job::TransportRead(t) | Job::TransportWrite(t) => t.clone_ref(py).into_any(),
+        }
     }
 
     pub(crate) fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
@@ -498,15 +573,20 @@ impl LoopCore {
                 Err(e) => return Err(PyOSError::new_err(e.to_string())),
             }
             if !events.is_empty() {
+                let mut transport_jobs = Vec::new();
                 let mut st = this.st.borrow_mut();
                 for ev in &events {
                     let Some(e) = st.fds.get(&ev.fd) else { continue };
+                    if let Some(t) = &e.transport {
+                        TransportCore::on_ready(t.bind(py), ev.readable, ev.writable, ev.read_closed, &mut transport_jobs);
+                    }
                     let reader = e.reader.as_ref().filter(|_| ev.readable).map(|h| h.clone_ref(py));
                     let writer = e.writer.as_ref().filter(|_| ev.writable).map(|h| h.clone_ref(py));
                     for h in [reader, writer].into_iter().flatten() {
                         st.ready.push_back(Job::Io { fd: ev.fd, handle: h });
                     }
                 }
+                st.ready.extend(transport_jobs);
             }
             *this.io_events.lock().unwrap_or_else(|e| e.into_inner()) = events;
         }
@@ -546,13 +626,13 @@ impl LoopCore {
                 }
             }
             if debug {
-                let desc = Self::describe_job(py, &job);
+                let subject = Self::job_subject(py, &job);
                 let t0 = clock::monotonic();
                 let r = Self::run_job(slf, job);
                 let dt = clock::monotonic() - t0;
                 let slow = this.st.borrow().slow_callback_duration;
                 if dt >= slow {
-                    slf.call_method1("_log_slow_callback", (desc, dt))?;
+                    slf.call_method1("_log_slow_callback", (subject, dt))?;
                 }
                 r?;
             } else {
@@ -823,12 +903,12 @@ impl LoopCore {
     }
 
     #[pyo3(signature = (fd, callback, *args))]
-    fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
         Self::add_io(slf, fd, callback, args, false)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
-    fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
         Self::add_io(slf, fd, callback, args, true)
     }
 
@@ -873,6 +953,7 @@ impl LoopCore {
             for e in st.fds.values() {
                 visit.call(&e.reader)?;
                 visit.call(&e.writer)?;
+                visit.call(&e.transport)?;
             }
         }
         if let Some(c) = self.ctx_cache.try_borrow() {
