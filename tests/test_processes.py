@@ -350,3 +350,41 @@ def test_connect_read_and_write_pipe():
         return len(data)
 
     assert run(ferroloop.new_event_loop, main) == 100_000
+
+
+SIGINT_SCRIPT = r"""
+import asyncio, sys
+import ferroloop
+
+async def main():
+    print("ready", flush=True)
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        print("main task cancelled", flush=True)
+        raise
+
+runner = ferroloop.run if sys.argv[1] == "ferroloop" else asyncio.run
+runner(main())
+"""
+
+
+@pytest.mark.parametrize("which", ["asyncio", "ferroloop"])
+def test_sigint_during_run_cancels_main_task_and_raises_keyboard_interrupt(which):
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGINT_SCRIPT, which],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert time.monotonic() - started < 5  # the blocked loop woke at once
+    assert out == "main task cancelled\n"
+    assert err.strip().splitlines()[-1] == "KeyboardInterrupt"
+    assert proc.returncode == -signal.SIGINT  # Python exits by re-raising SIGINT
