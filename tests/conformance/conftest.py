@@ -51,6 +51,27 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+def _known_differences():
+    table = {}
+    with open(_HERE / "known_differences.txt") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                nodeid, _, why = line.partition(" | ")
+                table[nodeid.strip()] = why.strip()
+    return table
+
+
+def pytest_collection_modifyitems(config, items):
+    if target.NAME != "ferroloop":
+        return
+    known = _known_differences()
+    for item in items:
+        why = known.get(item.nodeid)
+        if why is not None:
+            item.add_marker(pytest.mark.xfail(reason=f"deliberate difference: {why}", strict=True))
+
+
 def pytest_report_header(config):
     return (f"ferroloop conformance target: {target.describe()}; "
             f"groups collected from the directory: "
