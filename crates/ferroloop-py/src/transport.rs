@@ -35,6 +35,40 @@ const MAX_SIZE: usize = 256 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
+/// Reads at least this large suggest the next one will be large too: then
+/// the data is received straight into a `bytes` object (one copy) instead of
+/// the shared buffer (two copies).
+const LARGE_READ: usize = 16 * 1024;
+
+extern "C" {
+    // Exported by libpython (not part of pyo3-ffi's public surface).
+    fn _PyBytes_Resize(bytes: *mut *mut pyo3::ffi::PyObject, newsize: pyo3::ffi::Py_ssize_t) -> std::os::raw::c_int;
+}
+
+/// `recv()` into a new `bytes` of `MAX_SIZE`, shrunk to what arrived.
+fn recv_into_new_bytes(py: Python<'_>, fd: i32) -> PyResult<Result<Bound<'_, PyBytes>, std::io::Error>> {
+    // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new, uninitialised
+    // bytes object of n bytes (or NULL with an exception); we fill it with
+    // recv before anyone else can see it, and _PyBytes_Resize may move it
+    // (updating `obj`) or fail (setting it to NULL with an exception set).
+    unsafe {
+        let mut obj = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), MAX_SIZE as pyo3::ffi::Py_ssize_t);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let n = libc::recv(fd, pyo3::ffi::PyBytes_AsString(obj).cast(), MAX_SIZE, 0);
+        if n < 0 {
+            let e = last_os_error();
+            pyo3::ffi::Py_DECREF(obj);
+            return Ok(Err(e));
+        }
+        if (n as usize) < MAX_SIZE && _PyBytes_Resize(&mut obj, n as pyo3::ffi::Py_ssize_t) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(Ok(Bound::from_owned_ptr(py, obj).cast_into_unchecked()))
+    }
+}
+
 thread_local! {
     /// One receive buffer per thread, shared by all transports: data is
     /// copied out into a `bytes` object right after `recv`.
@@ -68,6 +102,8 @@ struct CoreState {
     low_water: usize,
     empty_waiter: Option<Py<PyAny>>,
     registered: bool,
+    /// Size of the last read, to pick the receive strategy.
+    last_read: usize,
     /// The context current when the transport was made: protocol callbacks
     /// driven by readiness run in it, as asyncio's reader handle does.
     context: Option<Py<PyAny>>,
@@ -169,7 +205,7 @@ impl TransportCore {
     fn read_ready(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (buffered, protocol) = {
+        let (buffered, protocol, large) = {
             let mut st = this.st.borrow_mut();
             if st.conn_lost > 0 {
                 return Ok(());
@@ -182,14 +218,14 @@ impl TransportCore {
                 return Ok(());
             }
             match &st.protocol {
-                Some(p) => (st.buffered, p.clone_ref(py).into_bound(py)),
+                Some(p) => (st.buffered, p.clone_ref(py).into_bound(py), st.last_read >= LARGE_READ),
                 None => return Ok(()),
             }
         };
         if buffered {
             return Self::read_into_buffer(slf, &protocol);
         }
-        let received = SCRATCH.with(|s| {
+        let received = if large { recv_into_new_bytes(py, this.fd)? } else { SCRATCH.with(|s| {
             let mut buf = s.borrow_mut();
             // SAFETY: `buf` is a valid writable region of MAX_SIZE bytes and
             // `this.fd` is the transport's socket.
@@ -199,13 +235,14 @@ impl TransportCore {
             } else {
                 Ok(PyBytes::new(py, &buf[..n as usize]))
             }
-        });
+        }) };
         let data = match received {
             Ok(d) => d,
             Err(e) if would_block(&e) => return Ok(()),
             Err(e) => return this.fatal(py, e.into(), "Fatal read error on socket transport"),
         };
         let n = data.as_bytes().len();
+        this.st.borrow_mut().last_read = n;
         if n == 0 {
             return Self::on_eof(slf, &protocol);
         }
@@ -477,6 +514,7 @@ impl TransportCore {
                 low_water: 16 * 1024,
                 empty_waiter: None,
                 registered: false,
+                last_read: 0,
                 context: Some(crate::util::copy_context(py)?),
             }),
             fd,
