@@ -388,3 +388,29 @@ def test_sigint_during_run_cancels_main_task_and_raises_keyboard_interrupt(which
     assert out == "main task cancelled\n"
     assert err.strip().splitlines()[-1] == "KeyboardInterrupt"
     assert proc.returncode == -signal.SIGINT  # Python exits by re-raising SIGINT
+
+
+def test_sigchld_fallback_without_pidfd(monkeypatch):
+    import errno
+
+    def no_pidfd(pid, flags=0):
+        raise OSError(errno.ENOSYS, "pidfd_open not available")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+
+    async def main(loop):
+        quick = await asyncio.create_subprocess_exec("true")   # may exit before the handler exists
+        slow = await asyncio.create_subprocess_exec(
+            "sh", "-c", "sleep 0.2; exit 7", stdout=asyncio.subprocess.PIPE
+        )
+        threads = threading.active_count()
+        rcs = (await quick.wait(), (await slow.communicate())[0], slow.returncode)
+        return rcs, threads, signal.SIGCHLD in loop._signal_handlers
+
+    before = threading.active_count()
+    (rcs, threads, still_handling) = run(ferroloop.new_event_loop, main)
+    assert rcs == (0, b"", 7)
+    assert threads == before          # no watcher thread
+    assert not still_handling         # SIGCHLD handler removed with the last child
+    assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+    assert zombies_of_self() == []

@@ -253,7 +253,8 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
                 for sig in list(self._signal_handlers):
                     self.remove_signal_handler(sig)
         for pidfd, _pid, _transp in self._children.values():
-            os.close(pidfd)
+            if pidfd is not None:
+                os.close(pidfd)
         self._children.clear()
         self._close_core()
         self._selector = None
@@ -310,17 +311,53 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
     def _watch_child(self, pid, transp):
         # A child that has already exited still yields a readable pidfd, so
         # an early exit is never missed.
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
+                raise
+            return self._watch_child_with_sigchld(pid, transp)
         self._children[pid] = (pidfd, pid, transp)
         self._add_reader(pidfd, self._child_exited, pid)
 
+    def _watch_child_with_sigchld(self, pid, transp):
+        # Fallback without pidfds (Linux < 5.3, some sandboxes): SIGCHLD,
+        # through the loop's own signal handling, then a non-blocking
+        # waitpid for each watched child. Only the main thread can do this.
+        self._children[pid] = (None, pid, transp)
+        if signal.SIGCHLD not in self._signal_handlers:
+            self.add_signal_handler(signal.SIGCHLD, self._reap_children)
+        # The child may have exited before the handler was in place.
+        self._reap_children()
+
+    def _reap_children(self):
+        for pid, (pidfd, _, _) in list(self._children.items()):
+            if pidfd is not None:
+                continue
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, None
+            if done:
+                self._child_done(pid, status)
+        if signal.SIGCHLD in self._signal_handlers and not any(
+            entry[0] is None for entry in self._children.values()
+        ):
+            self.remove_signal_handler(signal.SIGCHLD)
+
     def _child_exited(self, pid):
-        pidfd, _, transp = self._children.pop(pid)
+        pidfd = self._children[pid][0]
         self._remove_reader(pidfd)
         os.close(pidfd)
         try:
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:
+            status = None
+        self._child_done(pid, status)
+
+    def _child_done(self, pid, status):
+        _, _, transp = self._children.pop(pid)
+        if status is None:
             # Reaped elsewhere (e.g. by a foreign os.wait()): as asyncio does.
             returncode = 255
             logger.warning("child process pid %d exit status already read:  will report returncode 255", pid)

@@ -322,8 +322,10 @@ impl Future {
         Ok(true)
     }
 
-    /// `result()`: the value, or the exception raised with its traceback.
-    pub(crate) fn get_result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// The state check shared by `result()` and `exception()`: raise for a
+    /// cancelled or pending future (`what` names the missing thing), mark
+    /// the exception retrieved otherwise.
+    fn finished_state<'a>(&'a self, py: Python<'_>, what: &str) -> PyResult<std::cell::RefMut<'a, FutState>> {
         let mut st = self.st.borrow_mut();
         match st.state {
             State::Cancelled => {
@@ -331,25 +333,31 @@ impl Future {
                 Err(PyErr::from_value(self.make_cancelled_error(py)?))
             }
             State::Pending => {
-                let msg = if st.loop_.is_none() { "Future object is not initialized." } else { "Result is not set." };
+                let msg = if st.loop_.is_none() { "Future object is not initialized.".to_owned() } else { format!("{what} is not set.") };
                 drop(st);
-                Err(invalid_state(py, msg.into()))
+                Err(invalid_state(py, msg))
             }
             State::Finished => {
                 st.log_tb = false;
-                if let Some(exc) = &st.exception {
-                    let exc = exc.bind(py).clone();
-                    let tb = st.exception_tb.as_ref().map(|t| t.clone_ref(py));
-                    drop(st);
-                    let tb_ptr = tb.as_ref().map_or(std::ptr::null_mut(), |t| t.as_ptr());
-                    // SAFETY: `exc` is an exception instance (checked in
-                    // set_exception); `tb` is a traceback or NULL.
-                    unsafe { ffi::PyException_SetTraceback(exc.as_ptr(), if tb_ptr.is_null() { ffi::Py_None() } else { tb_ptr }) };
-                    return Err(PyErr::from_value(exc));
-                }
-                Ok(st.result.as_ref().map_or_else(|| py.None().into_bound(py), |r| r.bind(py).clone()))
+                Ok(st)
             }
         }
+    }
+
+    /// `result()`: the value, or the exception raised with its traceback.
+    pub(crate) fn get_result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let st = self.finished_state(py, "Result")?;
+        if let Some(exc) = &st.exception {
+            let exc = exc.bind(py).clone();
+            let tb = st.exception_tb.as_ref().map(|t| t.clone_ref(py));
+            drop(st);
+            let tb_ptr = tb.as_ref().map_or(std::ptr::null_mut(), |t| t.as_ptr());
+            // SAFETY: `exc` is an exception instance (checked in
+            // set_exception); `tb` is a traceback or None.
+            unsafe { ffi::PyException_SetTraceback(exc.as_ptr(), if tb_ptr.is_null() { ffi::Py_None() } else { tb_ptr }) };
+            return Err(PyErr::from_value(exc));
+        }
+        Ok(st.result.as_ref().map_or_else(|| py.None().into_bound(py), |r| r.bind(py).clone()))
     }
 
     /// Shared by `Future.__del__` and `Task.__del__` (tp_finalize).
@@ -435,22 +443,8 @@ impl Future {
     }
 
     fn exception<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let mut st = self.st.borrow_mut();
-        match st.state {
-            State::Cancelled => {
-                drop(st);
-                Err(PyErr::from_value(self.make_cancelled_error(py)?))
-            }
-            State::Pending => {
-                let msg = if st.loop_.is_none() { "Future object is not initialized." } else { "Exception is not set." };
-                drop(st);
-                Err(invalid_state(py, msg.into()))
-            }
-            State::Finished => {
-                st.log_tb = false;
-                Ok(st.exception.as_ref().map_or_else(|| py.None().into_bound(py), |e| e.bind(py).clone()))
-            }
-        }
+        let st = self.finished_state(py, "Exception")?;
+        Ok(st.exception.as_ref().map_or_else(|| py.None().into_bound(py), |e| e.bind(py).clone()))
     }
 
     #[pyo3(signature = (result, /))]

@@ -321,66 +321,51 @@ impl Task {
         let py = slf.py();
         let fut = Self::fut(slf);
         let rtype = result.get_type();
+        // Exact native types: fields read directly, wake-up registered as a
+        // Rust callback. Anything else that looks like a future goes through
+        // its Python API, as asyncio's Task does.
         let native = rtype.is(py.get_type::<Future>()) || rtype.is(py.get_type::<Task>());
-        if native {
-            // SAFETY-free fast path: exact native types, fields read directly.
+        let (same_loop, blocking) = if native {
             let rfut = result.cast::<Future>().expect("exact type checked");
-            let (same_loop, blocking) = {
-                let rst = rfut.get().st.borrow();
-                let fst = fut.get().st.borrow();
-                let same = match (&rst.loop_, &fst.loop_) {
-                    (Some(a), Some(b)) => a.is(b),
-                    _ => false,
-                };
-                (same, rst.blocking)
-            };
-            if !same_loop {
-                let e = PyRuntimeError::new_err(format!(
-                    "Task {} got Future {} attached to a different loop",
-                    slf.repr()?,
-                    result.repr()?
-                ));
-                return Self::schedule_step(slf, Some(exc_value(py, e)));
+            let rst = rfut.get().st.borrow();
+            let fst = fut.get().st.borrow();
+            let same = matches!((&rst.loop_, &fst.loop_), (Some(a), Some(b)) if a.is(b));
+            (same, Some(rst.blocking))
+        } else {
+            match result.getattr_opt("_asyncio_future_blocking")? {
+                Some(b) if !b.is_none() => {
+                    let rloop = match result.getattr_opt("get_loop")? {
+                        Some(get_loop) => get_loop.call0()?,
+                        None => result.getattr("_loop")?,
+                    };
+                    (rloop.is(&fut.get().loop_obj(py)?), Some(b.is_truthy()?))
+                }
+                _ => (false, None),
             }
-            if !blocking {
-                return Self::bad_yield(slf, &result);
-            }
-            if result.is(slf) {
-                let e = PyRuntimeError::new_err(format!("Task cannot await on itself: {}", slf.repr()?));
-                return Self::schedule_step(slf, Some(exc_value(py, e)));
-            }
-            rfut.get().st.borrow_mut().blocking = false;
-            Future::add_callback(rfut, Callback::Wakeup(slf.clone().unbind()))?;
-            return Self::after_wait_registered(slf, result);
-        }
-        let blocking = match result.getattr_opt("_asyncio_future_blocking")? {
-            Some(b) if !b.is_none() => Some(b.is_truthy()?),
-            _ => None,
         };
         if let Some(blocking) = blocking {
-            let rloop = match result.getattr_opt("get_loop")? {
-                Some(get_loop) => get_loop.call0()?,
-                None => result.getattr("_loop")?,
+            let problem = if !same_loop {
+                Some(format!("Task {} got Future {} attached to a different loop", slf.repr()?, result.repr()?))
+            } else if !blocking {
+                Some(format!("yield was used instead of yield from in task {} with {}", slf.repr()?, result.repr()?))
+            } else if result.is(slf) {
+                Some(format!("Task cannot await on itself: {}", slf.repr()?))
+            } else {
+                None
             };
-            if !rloop.is(&fut.get().loop_obj(py)?) {
-                let e = PyRuntimeError::new_err(format!(
-                    "Task {} got Future {} attached to a different loop",
-                    slf.repr()?,
-                    result.repr()?
-                ));
-                return Self::schedule_step(slf, Some(exc_value(py, e)));
+            if let Some(msg) = problem {
+                return Self::schedule_step(slf, Some(exc_value(py, PyRuntimeError::new_err(msg))));
             }
-            if !blocking {
-                return Self::bad_yield(slf, &result);
+            if native {
+                let rfut = result.cast::<Future>().expect("exact type checked");
+                rfut.get().st.borrow_mut().blocking = false;
+                Future::add_callback(rfut, Callback::Wakeup(slf.clone().unbind()))?;
+            } else {
+                result.setattr("_asyncio_future_blocking", false)?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("context", slf.get().context(py))?;
+                result.call_method("add_done_callback", (slf.getattr("_wakeup")?,), Some(&kwargs))?;
             }
-            if result.is(slf) {
-                let e = PyRuntimeError::new_err(format!("Task cannot await on itself: {}", slf.repr()?));
-                return Self::schedule_step(slf, Some(exc_value(py, e)));
-            }
-            result.setattr("_asyncio_future_blocking", false)?;
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("context", slf.get().context(py))?;
-            result.call_method("add_done_callback", (slf.getattr("_wakeup")?,), Some(&kwargs))?;
             return Self::after_wait_registered(slf, result);
         }
         if result.is_none() {
@@ -396,17 +381,7 @@ impl Task {
         } else {
             format!("Task got bad yield: {}", result.repr()?)
         };
-        let e = PyRuntimeError::new_err(msg);
-        Self::schedule_step(slf, Some(exc_value(py, e)))
-    }
-
-    fn bad_yield(slf: &Bound<'_, Task>, result: &Bound<'_, PyAny>) -> PyResult<()> {
-        let e = PyRuntimeError::new_err(format!(
-            "yield was used instead of yield from in task {} with {}",
-            slf.repr()?,
-            result.repr()?
-        ));
-        Self::schedule_step(slf, Some(exc_value(slf.py(), e)))
+        Self::schedule_step(slf, Some(exc_value(py, PyRuntimeError::new_err(msg))))
     }
 
     fn after_wait_registered(slf: &Bound<'_, Task>, waiter: Bound<'_, PyAny>) -> PyResult<()> {
