@@ -7,6 +7,7 @@ the asyncio run validates the expectation.
 """
 
 import asyncio
+import socket
 import concurrent.futures
 import contextvars
 import os
@@ -1128,3 +1129,39 @@ def test_python_m_ferroloop_usage(tmp_path):
     r = _run_launcher(["--help"], cwd=tmp_path)
     assert r.returncode == 0
     assert "usage: python -m ferroloop" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "host,port,kw",
+    [
+        ("127.0.0.1", 80, {}),
+        ("::1", "8080", {"type": socket.SOCK_STREAM}),
+        (None, 0, {"flags": socket.AI_PASSIVE}),
+        ("localhost", 80, {"family": socket.AF_INET}),
+        ("127.0.0.1", "http", {"type": socket.SOCK_STREAM}),
+        ("999.1.1.1", 80, {"family": socket.AF_INET}),
+    ],
+)
+def test_getaddrinfo_matches_asyncio_and_skips_the_executor_for_numeric(host, port, kw):
+    async def resolve():
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.getaddrinfo(host, port, **kw), loop._default_executor is not None
+        except OSError as e:
+            return (type(e), e.args), loop._default_executor is not None
+
+    std = asyncio.run(resolve())
+    fer = ferroloop.run(resolve())
+    assert fer[0] == std[0]
+    numeric = host in ("127.0.0.1", "::1", None) and str(port).isdigit()
+    assert fer[1] is (not numeric)  # no thread pool for numeric addresses
+
+
+def test_getnameinfo_numeric_fast_path_matches_asyncio():
+    flags = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+
+    async def lookup():
+        loop = asyncio.get_running_loop()
+        return await loop.getnameinfo(("127.0.0.1", 8080), flags), loop._default_executor is not None
+
+    assert ferroloop.run(lookup()) == (asyncio.run(lookup())[0], False)

@@ -52,8 +52,6 @@ _BORROWED_BASE = (
     "_check_default_executor",
     "set_default_executor",
     "_getaddrinfo_debug",
-    "getaddrinfo",
-    "getnameinfo",
     "set_exception_handler",
     "get_exception_handler",
     "default_exception_handler",
@@ -368,6 +366,35 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         # Let pending pipe callbacks run first, like asyncio's watcher
         # callback (which defers by one iteration).
         self.call_soon(self.call_soon, transp._process_exited, returncode)
+
+    # --- DNS ---------------------------------------------------------------------
+    # asyncio runs every lookup in the default executor. When the host and
+    # port are already numeric, getaddrinfo/getnameinfo answer without any
+    # lookup if told so (AI_NUMERICHOST/NI_NUMERICHOST...): same function,
+    # same result, no thread. Anything else, or any error, takes asyncio's
+    # executor path (which then raises asyncio's error).
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        if not self.get_debug():
+            try:
+                return socket.getaddrinfo(
+                    host, port, family, type, proto,
+                    flags | socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+                )
+            except (socket.gaierror, UnicodeError, TypeError, OSError):
+                pass
+        return await _BaseEventLoop.getaddrinfo(
+            self, host, port, family=family, type=type, proto=proto, flags=flags
+        )
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        numeric = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+        if flags & numeric == numeric:
+            try:
+                return socket.getnameinfo(sockaddr, flags)
+            except (socket.gaierror, OSError, TypeError):
+                pass
+        return await _BaseEventLoop.getnameinfo(self, sockaddr, flags)
 
     # --- socket transports -----------------------------------------------------
 
