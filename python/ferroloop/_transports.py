@@ -61,9 +61,12 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             server._attach()
         loop._transports[self._sock_fd] = self
         core._register()
-        loop.call_soon(protocol.connection_made, self)
+        # Every protocol callback of this transport runs in the context
+        # current at its creation (captured by the core), as uvloop does.
+        context = core._context
+        loop.call_soon(protocol.connection_made, self, context=context)
         # Reading starts once connection_made() has run.
-        loop.call_soon(core._start_reading)
+        loop.call_soon(core._start_reading, context=context)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 

@@ -90,6 +90,29 @@ pub(crate) fn snapshot(py: Python<'_>, cache: &crate::gil::GilCell<Option<Py<PyA
     Ok((cur, true))
 }
 
+/// Run `f` inside `ctx` unless `ctx` is already entered (then `f` runs
+/// where it is: the context is on the current stack, typically because the
+/// caller already runs in it). Falls back to running `f` directly when the
+/// layout check failed.
+pub(crate) fn run_in_unless_entered<R>(
+    py: Python<'_>,
+    ctx: Option<&Py<PyAny>>,
+    f: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    match ctx {
+        Some(c) if sharing_enabled() && is_context(c.bind(py)) => {
+            // SAFETY: exact Context with the verified layout (as vars_of).
+            let entered = unsafe { (*(c.as_ptr() as *const PyContextLayout)).ctx_entered } != 0;
+            if entered {
+                f()
+            } else {
+                crate::util::run_in_context(py, Some(c), f)
+            }
+        }
+        _ => f(),
+    }
+}
+
 /// A private copy of a shared snapshot, for one callback to run in.
 pub(crate) fn private_copy(py: Python<'_>, shared: &Py<PyAny>) -> PyResult<Py<PyAny>> {
     // SAFETY: `shared` is a live Context; PyContext_Copy returns a new

@@ -403,7 +403,9 @@ impl TransportCore {
             st.protocol.as_ref().map(|p| p.clone_ref(py))
         };
         if let Some(p) = protocol {
-            if let Err(e) = p.call_method0(py, "pause_writing") {
+            let ctx = this.context(py);
+            let r = crate::contexts::run_in_unless_entered(py, ctx.as_ref(), || p.call_method0(py, "pause_writing"));
+            if let Err(e) = r {
                 Self::report_flow_error(slf, e, "protocol.pause_writing() failed")?;
             }
         }
@@ -422,7 +424,9 @@ impl TransportCore {
             st.protocol.as_ref().map(|p| p.clone_ref(py))
         };
         if let Some(p) = protocol {
-            if let Err(e) = p.call_method0(py, "resume_writing") {
+            let ctx = this.context(py);
+            let r = crate::contexts::run_in_unless_entered(py, ctx.as_ref(), || p.call_method0(py, "resume_writing"));
+            if let Err(e) = r {
                 Self::report_flow_error(slf, e, "protocol.resume_writing() failed")?;
             }
         }
@@ -448,7 +452,11 @@ impl TransportCore {
         let py = slf.py();
         let this = slf.get();
         if let (Some(l), Some(t)) = (this.loop_of(py), this.wrapper(py)) {
-            l.bind(py).call_method1("call_soon", (t.getattr("_call_connection_lost")?, exc))?;
+            // connection_lost runs in the transport's context, like every
+            // other protocol callback of this transport.
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("context", this.context(py))?;
+            l.bind(py).call_method("call_soon", (t.getattr("_call_connection_lost")?, exc), Some(&kwargs))?;
         }
         Ok(())
     }
@@ -755,6 +763,12 @@ impl TransportCore {
         };
         drop(old);
         Ok(())
+    }
+
+    /// The context protocol callbacks run in (captured at creation).
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.context(py)
     }
 
     #[getter]
