@@ -136,7 +136,9 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def _fatal_error(self, exc, message="Fatal error on transport"):
         if isinstance(exc, OSError):
             if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
+                # Called from the core, not from an except block: pass the
+                # exception itself.
+                logger.debug("%r: %s", self, message, exc_info=exc)
         else:
             self._loop.call_exception_handler(
                 {

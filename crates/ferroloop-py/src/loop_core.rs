@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use ferroloop_engine::reactor::{Injector, Reactor, Readiness};
 use ferroloop_engine::{clock, ReadyQueue, TimerHeap};
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -188,7 +188,7 @@ impl LoopCore {
 
     fn wake(&self) -> PyResult<()> {
         match self.injector.borrow().as_ref() {
-            Some(inj) => inj.wake().map_err(|e| PyOSError::new_err(e.to_string())),
+            Some(inj) => inj.wake().map_err(crate::util::os_error),
             None => Ok(()),
         }
     }
@@ -360,7 +360,7 @@ impl LoopCore {
             known
         };
         self.with_reactor(py, |re| re.set_interest(fd, true, true, known))?
-            .map_err(PyErr::from)
+            .map_err(crate::util::os_error)
     }
 
     pub(crate) fn unregister_transport(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
@@ -383,7 +383,7 @@ impl LoopCore {
             (r, w) => self.with_reactor(py, |re| re.set_interest(fd, r, w, true)),
         };
         match r {
-            Ok(r) => r.map_err(PyErr::from),
+            Ok(r) => r.map_err(crate::util::os_error),
             Err(_) => Ok(()), // loop already closed: the reactor is gone
         }
     }
@@ -417,7 +417,7 @@ impl LoopCore {
         if let Some((r, w)) = interest {
             if r || w {
                 self.with_reactor(py, |re| re.set_interest(fd, r, w, true))?
-                    .map_err(PyErr::from)?;
+                    .map_err(crate::util::os_error)?;
             }
         }
         Ok(())
@@ -471,7 +471,7 @@ impl LoopCore {
                 e2
             };
             drop(dropped);
-            return Err(e.into());
+            return Err(crate::util::os_error(e));
         }
         Ok(ret)
     }
@@ -493,7 +493,7 @@ impl LoopCore {
         };
         let Some(old) = old else { return Ok(false) };
         Handle::cancel_quiet(old.bind(py));
-        self.with_reactor(py, |re| re.set_interest(fd, r, w, true))?.map_err(PyErr::from)?;
+        self.with_reactor(py, |re| re.set_interest(fd, r, w, true))?.map_err(crate::util::os_error)?;
         Ok(true)
     }
 
@@ -570,7 +570,7 @@ impl LoopCore {
                     // surfaces here), then carry on with the iteration.
                     py.check_signals()?;
                 }
-                Err(e) => return Err(PyOSError::new_err(e.to_string())),
+                Err(e) => return Err(crate::util::os_error(e)),
             }
             if !events.is_empty() {
                 let mut transport_jobs = Vec::new();
@@ -648,7 +648,7 @@ impl LoopCore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let reactor = Reactor::new().map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let reactor = Reactor::new().map_err(crate::util::os_error)?;
         let injector = Arc::new(Injector::new(reactor.waker()));
         Ok(LoopCore {
             st: GilCell::new(LoopState {

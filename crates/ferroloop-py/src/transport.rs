@@ -239,7 +239,7 @@ impl TransportCore {
         let data = match received {
             Ok(d) => d,
             Err(e) if would_block(&e) => return Ok(()),
-            Err(e) => return this.fatal(py, e.into(), "Fatal read error on socket transport"),
+            Err(e) => return this.fatal(py, crate::util::os_error(e), "Fatal read error on socket transport"),
         };
         let n = data.as_bytes().len();
         this.st.borrow_mut().last_read = n;
@@ -283,7 +283,7 @@ impl TransportCore {
             if would_block(&e) {
                 return Ok(());
             }
-            return this.fatal(py, e.into(), "Fatal read error on socket transport");
+            return this.fatal(py, crate::util::os_error(e), "Fatal read error on socket transport");
         }
         if n == 0 {
             return Self::on_eof(slf, protocol);
@@ -356,7 +356,7 @@ impl TransportCore {
                 st.want_write = false;
                 st.clear_buffer();
             }
-            let pyerr: PyErr = e.into();
+            let pyerr: PyErr = crate::util::os_error(e);
             let exc = pyerr.value(py).clone().into_any();
             this.fatal(py, pyerr, "Fatal write error on socket transport")?;
             let waiter = this.st.borrow().empty_waiter.as_ref().map(|w| w.clone_ref(py));
@@ -606,7 +606,7 @@ impl TransportCore {
                     if would_block(&e) {
                         break;
                     }
-                    return this.fatal(py, e.into(), "Fatal write error on socket transport");
+                    return this.fatal(py, crate::util::os_error(e), "Fatal write error on socket transport");
                 }
                 rest = &rest[n as usize..];
             }

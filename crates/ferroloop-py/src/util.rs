@@ -78,3 +78,20 @@ pub(crate) fn write_unraisable(py: Python<'_>, e: PyErr, obj: Option<&Bound<'_, 
 pub(crate) fn exc_value(py: Python<'_>, e: PyErr) -> Bound<'_, PyAny> {
     e.into_value(py).into_bound(py).into_any()
 }
+
+/// An OS error as Python's `socket` module would raise it:
+/// `OSError(errno, strerror)`, which CPython turns into the matching
+/// subclass (ConnectionResetError, BrokenPipeError, ...) with `errno` and
+/// `strerror` set. (PyO3's own conversion builds it from a message only.)
+pub(crate) fn os_error(e: std::io::Error) -> PyErr {
+    match e.raw_os_error() {
+        Some(code) => {
+            // SAFETY: strerror returns a pointer to a NUL-terminated string
+            // that stays valid until the next strerror call on this thread;
+            // it is copied out immediately, under the GIL.
+            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(code)) }.to_string_lossy().into_owned();
+            pyo3::exceptions::PyOSError::new_err((code, msg))
+        }
+        None => e.into(),
+    }
+}
