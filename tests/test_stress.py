@@ -7,6 +7,7 @@ the expectation itself is right.
 """
 
 import asyncio
+import sys
 import collections
 import gc
 import os
@@ -118,31 +119,65 @@ def _measure_growth(loop, n_tasks, leak=None):
     return ran, probes, after - before
 
 
-def test_million_tasks_rss_back_near_baseline(ferro_loop):
-    # Warm-up: first-use allocations (arenas, caches, interned names).
-    _measure_growth(ferro_loop, 5 * BATCH)
-    t0 = time.monotonic()
-    ran, probes, growth = _measure_growth(ferro_loop, N_TASKS)
-    elapsed = time.monotonic() - t0
-    assert ran == N_TASKS
+# Both RSS measurements run in a fresh interpreter: later in a full test run
+# the process holds memory freed by earlier tests, which a leak would reuse
+# without growing RSS, and the control below would then prove nothing.
+_FRESH_RUN = r"""
+import gc, json, sys, time, weakref
+import ferroloop
+sys.path.insert(0, sys.argv[1])
+import test_stress as ts
+
+leak = [] if sys.argv[2] == "leak" else None
+loop = ferroloop.new_event_loop()
+ts._measure_growth(loop, 5 * ts.BATCH)          # warm-up: arenas, caches
+t0 = time.monotonic()
+ran, probes, growth = ts._measure_growth(loop, ts.N_TASKS, leak)
+elapsed = time.monotonic() - t0
+print(json.dumps({
+    "ran": ran,
+    "probes": len(probes),
+    "freed": all(p() is None for p in probes),
+    "all_tasks": len(ferroloop._ferroloop._live_tasks()) if leak is None else 0,
+    "ready": loop._ready_count,
+    "growth": growth,
+    "leaked": len(leak) if leak is not None else 0,
+    "elapsed": elapsed,
+}))
+loop.close()
+"""
+
+
+def _fresh_growth(mode):
+    import json
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH_RUN, here, mode],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_million_tasks_rss_back_near_baseline():
+    r = _fresh_growth("clean")
+    assert r["ran"] == N_TASKS
     # Every task object was freed (one probe per batch).
-    assert len(probes) == N_TASKS // BATCH
-    assert all(p() is None for p in probes)
-    assert asyncio.all_tasks(ferro_loop) == set()
-    assert ferro_loop._ready_count == 0
-    assert growth < RSS_TOLERANCE, f"RSS grew by {growth / 2**20:.1f} MB after {N_TASKS} tasks"
-    assert elapsed < 30, elapsed
+    assert r["probes"] == N_TASKS // BATCH and r["freed"]
+    assert r["all_tasks"] == 0 and r["ready"] == 0
+    assert r["growth"] < RSS_TOLERANCE, f"RSS grew by {r['growth'] / 2**20:.1f} MB after {N_TASKS} tasks"
+    assert r["elapsed"] < 30, r["elapsed"]
 
 
-def test_task_rss_bound_detects_a_small_leak(ferro_loop):
+def test_task_rss_bound_detects_a_small_leak():
     """Control for the test above: the same workload retaining one 24-byte
     float per task must exceed RSS_TOLERANCE, so the bound is tight enough
     to catch a one-small-object-per-task leak."""
-    _measure_growth(ferro_loop, 5 * BATCH)
-    leak = []
-    ran, _, growth = _measure_growth(ferro_loop, N_TASKS, leak)
-    assert ran == N_TASKS and len(leak) == N_TASKS
-    assert growth > RSS_TOLERANCE, f"a 1-float-per-task leak only grew RSS by {growth / 2**20:.1f} MB"
+    r = _fresh_growth("leak")
+    assert r["ran"] == N_TASKS and r["leaked"] == N_TASKS
+    assert r["growth"] > RSS_TOLERANCE, f"a 1-float-per-task leak only grew RSS by {r['growth'] / 2**20:.1f} MB"
 
 
 # --------------------------------------------------------------------------
