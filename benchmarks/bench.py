@@ -290,32 +290,31 @@ _ASYNC_TREE_ENV = "FERROLOOP_BENCH_ASYNC_TREE"
 _async_tree_module = None
 
 
-def find_async_tree_file() -> str:
-    """Path of pyperformance's bm_async_tree/run_benchmark.py."""
-    override = os.environ.get(_ASYNC_TREE_ENV)
+def find_pyperformance_benchmark(name: str, env_var: str) -> str:
+    """Path of pyperformance's bm_<name>/run_benchmark.py (or of the file
+    the environment variable ``env_var`` names)."""
+    override = os.environ.get(env_var)
     if override:
         return override
     spec = importlib.util.find_spec("pyperformance")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             "pyperformance is not installed (pip install pyperformance); "
-            f"or set {_ASYNC_TREE_ENV} to a bm_async_tree/run_benchmark.py"
+            f"or set {env_var} to a bm_{name}/run_benchmark.py"
         )
     for root in spec.submodule_search_locations:
-        candidate = os.path.join(
-            root, "data-files", "benchmarks", "bm_async_tree", "run_benchmark.py"
-        )
+        candidate = os.path.join(root, "data-files", "benchmarks", f"bm_{name}", "run_benchmark.py")
         if os.path.exists(candidate):
             return candidate
         for dirpath, _dirs, files in os.walk(root):
-            if (
-                os.path.basename(dirpath) == "bm_async_tree"
-                and "run_benchmark.py" in files
-            ):
+            if os.path.basename(dirpath) == f"bm_{name}" and "run_benchmark.py" in files:
                 return os.path.join(dirpath, "run_benchmark.py")
-    raise ImportError(
-        "bm_async_tree/run_benchmark.py not found in the pyperformance package"
-    )
+    raise ImportError(f"bm_{name}/run_benchmark.py not found in the pyperformance package")
+
+
+def find_async_tree_file() -> str:
+    """Path of pyperformance's bm_async_tree/run_benchmark.py."""
+    return find_pyperformance_benchmark("async_tree", _ASYNC_TREE_ENV)
 
 
 def load_async_tree():

@@ -442,25 +442,7 @@ _TCP_ENV = "FERROLOOP_BENCH_ASYNCIO_TCP"
 
 def find_asyncio_tcp_file() -> str:
     """Path of pyperformance's bm_asyncio_tcp/run_benchmark.py."""
-    override = os.environ.get(_TCP_ENV)
-    if override:
-        return override
-    spec = importlib.util.find_spec("pyperformance")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "pyperformance is not installed (pip install pyperformance); "
-            f"or set {_TCP_ENV} to a bm_asyncio_tcp/run_benchmark.py"
-        )
-    for root in spec.submodule_search_locations:
-        candidate = os.path.join(
-            root, "data-files", "benchmarks", "bm_asyncio_tcp", "run_benchmark.py"
-        )
-        if os.path.exists(candidate):
-            return candidate
-        for dirpath, _dirs, files in os.walk(root):
-            if os.path.basename(dirpath) == "bm_asyncio_tcp" and "run_benchmark.py" in files:
-                return os.path.join(dirpath, "run_benchmark.py")
-    raise ImportError("bm_asyncio_tcp/run_benchmark.py not found in the pyperformance package")
+    return _bench.find_pyperformance_benchmark("asyncio_tcp", _TCP_ENV)
 
 
 def load_asyncio_tcp():
