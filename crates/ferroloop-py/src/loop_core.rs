@@ -157,6 +157,11 @@ impl LoopCore {
         self.st.borrow().debug
     }
 
+    #[inline]
+    pub(crate) fn running(&self) -> bool {
+        self.st.borrow().running
+    }
+
     pub(crate) fn timer_cancelled(&self) {
         self.st.borrow_mut().timer_cancelled += 1;
     }

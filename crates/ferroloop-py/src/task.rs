@@ -194,7 +194,7 @@ impl Task {
         );
         drop(old);
         let running = match loop_.cast::<LoopCore>() {
-            Ok(l) => l.call_method0("is_running")?.is_truthy()?,
+            Ok(l) => l.get().running(),
             Err(_) => loop_.call_method0("is_running")?.is_truthy()?,
         };
         if crate::registry::enabled() && slf.get_type().is(py.get_type::<Task>()) {
