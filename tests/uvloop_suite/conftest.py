@@ -98,9 +98,15 @@ def _on_alarm(signum, frame):
         f"test exceeded FERROLOOP_UVLOOP_TIMEOUT={_TIMEOUT:g}s")
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    if not ENABLED or _TIMEOUT <= 0:
+    # pytest dispatches this hook for every test of the session, not only
+    # this directory's: the watchdog is for uvloop's tests alone.
+    mine = os.path.abspath(str(item.fspath)).startswith(_HERE + os.sep)
+    if not ENABLED or _TIMEOUT <= 0 or not mine:
         yield
         return
     old = signal.signal(signal.SIGALRM, _on_alarm)
