@@ -34,24 +34,7 @@ def task_cls(loop):
     return ferroloop.Task if isinstance(loop, ferroloop.Loop) else asyncio.Task
 
 
-@pytest.fixture(params=LOOPS)
-def loop(request):
-    lp = request.param()
-    try:
-        yield lp
-    finally:
-        if lp.is_running():  # pragma: no cover - defensive
-            lp.stop()
-        lp.close()
-
-
-@pytest.fixture
-def ferro_loop():
-    lp = ferroloop.new_event_loop()
-    try:
-        yield lp
-    finally:
-        lp.close()
+# The `loop` (both loops) and `ferro_loop` fixtures are in tests/conftest.py.
 
 
 async def _noop():

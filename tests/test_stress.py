@@ -19,29 +19,7 @@ import pytest
 
 import ferroloop
 
-LOOPS = [
-    pytest.param(asyncio.new_event_loop, id="asyncio"),
-    pytest.param(ferroloop.new_event_loop, id="ferroloop"),
-]
-
-
-@pytest.fixture(params=LOOPS)
-def loop(request):
-    lp = request.param()
-    try:
-        yield lp
-    finally:
-        if not lp.is_closed():
-            lp.close()
-
-
-@pytest.fixture
-def ferro_loop():
-    lp = ferroloop.new_event_loop()
-    try:
-        yield lp
-    finally:
-        lp.close()
+# The `loop` (both loops) and `ferro_loop` fixtures are in tests/conftest.py.
 
 
 def run_soon_then_stop(loop):
