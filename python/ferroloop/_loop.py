@@ -36,6 +36,7 @@ __all__ = ("Loop", "new_event_loop")
 logger = logging.getLogger("asyncio")
 
 _BaseEventLoop = base_events.BaseEventLoop
+_Future = _ferroloop.Future
 
 # asyncio functions reused by reference (not copied): cold paths whose exact
 # behaviour is asyncio's by construction.
@@ -91,25 +92,17 @@ _BORROWED_SELECTOR = (
     "remove_reader",
     "add_writer",
     "remove_writer",
-    "sock_recv",
     "_sock_read_done",
-    "_sock_recv",
-    "sock_recv_into",
-    "_sock_recv_into",
     "sock_recvfrom",
     "_sock_recvfrom",
     "sock_recvfrom_into",
     "_sock_recvfrom_into",
-    "sock_sendall",
-    "_sock_sendall",
     "sock_sendto",
     "_sock_sendto",
     "sock_connect",
     "_sock_connect",
     "_sock_write_done",
     "_sock_connect_cb",
-    "sock_accept",
-    "_sock_accept",
     "_sendfile_native",
     "_stop_serving",
 )
@@ -395,6 +388,36 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             except (socket.gaierror, OSError, TypeError):
                 pass
         return await _BaseEventLoop.getnameinfo(self, sockaddr, flags)
+
+    # --- sock_* ----------------------------------------------------------------
+    # One native call makes asyncio's argument checks, tries the syscall and,
+    # if the socket is not ready, returns a Future completed from the reactor
+    # (crates/ferroloop-py/src/sockops.rs).
+
+    async def sock_recv(self, sock, n):
+        r = self._sock_op_recv(sock, n)
+        if type(r) is _Future:
+            return await r
+        return r
+
+    async def sock_recv_into(self, sock, buf):
+        r = self._sock_op_recv_into(sock, buf)
+        if type(r) is _Future:
+            return await r
+        return r
+
+    async def sock_sendall(self, sock, data):
+        r = self._sock_op_sendall(sock, data)
+        if type(r) is _Future:
+            return await r
+        return r
+
+    async def sock_accept(self, sock):
+        r = self._sock_op_accept(sock)
+        if type(r) is _Future:
+            r = await r
+        conn, address = r
+        return conn, address
 
     # --- socket transports -----------------------------------------------------
 

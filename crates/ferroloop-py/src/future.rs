@@ -51,6 +51,9 @@ pub(crate) enum Callback {
     Py { cb: Py<PyAny>, ctx: Option<Py<PyAny>>, shared: bool },
     /// Wake a native task: the task's own context is used.
     Wakeup(Py<Task>),
+    /// Take a finished `sock_*` operation out of its descriptor slot
+    /// (asyncio's `_sock_read_done`/`_sock_write_done`), synchronously.
+    SockDone { fd: i32, write: bool },
 }
 
 impl Callback {
@@ -61,6 +64,7 @@ impl Callback {
                 visit.call(ctx)
             }
             Callback::Wakeup(t) => visit.call(t),
+            Callback::SockDone { .. } => Ok(()),
         }
     }
 }
@@ -213,14 +217,22 @@ impl Future {
         loop_: &Bound<'_, PyAny>,
         cb: Callback,
     ) -> PyResult<()> {
+        if let Callback::SockDone { fd, write } = cb {
+            if let Some(n) = native {
+                n.get().sock_done(fut, fd, write);
+            }
+            return Ok(());
+        }
         match native {
             Some(n) => n.get().push_job(match cb {
                 Callback::Py { cb, ctx, shared } => Job::Callback { cb, arg: fut.clone().unbind(), ctx, shared },
                 Callback::Wakeup(task) => Job::Wakeup { task, fut: fut.clone().unbind() },
+                Callback::SockDone { .. } => unreachable!("handled above"),
             }),
             None => {
                 let (cb, ctx) = match cb {
                     Callback::Py { cb, ctx, .. } => (cb.into_bound(py), ctx),
+                    Callback::SockDone { .. } => unreachable!("handled above"),
                     Callback::Wakeup(task) => {
                         let t = task.bind(py);
                         let ctx = t.get().context(py);
@@ -394,12 +406,17 @@ impl Future {
             }
             st.callbacks
                 .iter()
-                .map(|c| match c {
-                    Callback::Py { cb, ctx, .. } => (cb.clone_ref(py), ctx.as_ref().map(|c| c.clone_ref(py)), None),
-                    Callback::Wakeup(t) => (py.None(), None, Some(t.clone_ref(py))),
+                .filter_map(|c| match c {
+                    Callback::Py { cb, ctx, .. } => Some((cb.clone_ref(py), ctx.as_ref().map(|c| c.clone_ref(py)), None)),
+                    Callback::Wakeup(t) => Some((py.None(), None, Some(t.clone_ref(py)))),
+                    // Loop bookkeeping, not a callback anyone added.
+                    Callback::SockDone { .. } => None,
                 })
                 .collect()
         };
+        if items.is_empty() {
+            return Ok(None);
+        }
         let list = PyList::empty(py);
         for (cb, ctx, task) in items {
             let entry = match task {

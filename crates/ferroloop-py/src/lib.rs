@@ -18,6 +18,7 @@ mod handle;
 mod imports;
 mod loop_core;
 mod registry;
+mod sockops;
 mod task;
 mod transport;
 mod util;

@@ -37,6 +37,7 @@ use crate::gil::GilCell;
 use crate::handle::{make_handle, Handle};
 use crate::imports::imports;
 use crate::task::Task;
+use crate::sockops::{Outcome, SockKind, SockOp};
 use crate::transport::TransportCore;
 use crate::util::{call_in_context, copy_context, is_fatal, write_unraisable};
 
@@ -67,6 +68,33 @@ pub(crate) enum Job {
     /// A native transport's socket is readable / writable.
     TransportRead(Py<TransportCore>),
     TransportWrite(Py<TransportCore>),
+    /// The descriptor of a pending `sock_*` operation is ready (sockops.rs).
+    SockIo { fd: i32, write: bool },
+}
+
+/// Who waits on one direction of a descriptor.
+pub(crate) enum Waiter {
+    /// An `add_reader`/`add_writer` callback.
+    Handle(Py<Handle>),
+    /// A pending `sock_*` operation.
+    Sock(Box<SockOp>),
+}
+
+impl Waiter {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Waiter::Handle(h) => visit.call(h),
+            Waiter::Sock(op) => op.traverse(visit),
+        }
+    }
+
+    /// asyncio cancels the Handle a replaced or removed callback had; a
+    /// replaced `sock_*` operation's Future just never completes, as there.
+    fn discard(self, py: Python<'_>) {
+        if let Waiter::Handle(h) = self {
+            Handle::cancel_quiet(h.bind(py));
+        }
+    }
 }
 
 /// What is registered for one descriptor: `add_reader`/`add_writer`
@@ -74,8 +102,8 @@ pub(crate) enum Job {
 /// writer callback on a transport's socket for a while).
 #[derive(Default)]
 struct FdEntry {
-    reader: Option<Py<Handle>>,
-    writer: Option<Py<Handle>>,
+    reader: Option<Waiter>,
+    writer: Option<Waiter>,
     transport: Option<Py<TransportCore>>,
 }
 
@@ -110,6 +138,7 @@ impl Job {
             }
             Job::Io { handle, .. } => visit.call(handle),
             Job::TransportRead(t) | Job::TransportWrite(t) => visit.call(t),
+            Job::SockIo { .. } => Ok(()),
         }
     }
 }
@@ -346,6 +375,126 @@ impl LoopCore {
             }
             Job::TransportRead(t) => TransportCore::run_job(t.bind(py), false),
             Job::TransportWrite(t) => TransportCore::run_job(t.bind(py), true),
+            Job::SockIo { fd, write } => Self::run_sock_job(slf, fd, write),
+        }
+    }
+
+    fn waiter_job(py: Python<'_>, fd: i32, w: &Waiter, write: bool) -> Job {
+        match w {
+            Waiter::Handle(h) => Job::Io { fd, handle: h.clone_ref(py) },
+            Waiter::Sock(_) => Job::SockIo { fd, write },
+        }
+    }
+
+    fn slot(e: &mut FdEntry, write: bool) -> &mut Option<Waiter> {
+        if write {
+            &mut e.writer
+        } else {
+            &mut e.reader
+        }
+    }
+
+    /// Start a `sock_*` operation: try it now; if the socket is not ready,
+    /// register it and return the Future it will complete.
+    pub(crate) fn sock_start(slf: &Bound<'_, LoopCore>, sock: &Bound<'_, PyAny>, mut kind: SockKind, write: bool) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        crate::sockops::check_sock(sock, slf.get().debug())?;
+        if let Outcome::Done(v) = SockOp::attempt(sock, &mut kind)? {
+            return Ok(v);
+        }
+        let fut = Future::new_for_loop(slf)?;
+        let fd: i32 = sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()?;
+        // asyncio's _ensure_fd_no_transport, called only when the
+        // descriptor is in the transports' table at all (its `.data` is
+        // the plain dict behind the WeakValueDictionary).
+        let in_table = slf
+            .getattr(pyo3::intern!(py, "_transports"))?
+            .getattr(pyo3::intern!(py, "data"))?
+            .cast_into::<PyDict>()?
+            .contains(fd)?;
+        if in_table {
+            slf.call_method1(pyo3::intern!(py, "_ensure_fd_no_transport"), (fd,))?;
+        }
+        let op = Waiter::Sock(Box::new(SockOp { fut: fut.clone().unbind(), sock: sock.clone().unbind(), kind }));
+        let this = slf.get();
+        let (known, r, w, old) = {
+            let mut st = this.st.borrow_mut();
+            if st.closed {
+                return Err(closed_error());
+            }
+            let known = st.fds.contains_key(&fd);
+            let e = st.fds.entry(fd).or_default();
+            let old = Self::slot(e, write).replace(op);
+            let (r, w) = e.interest();
+            (known, r, w, old)
+        };
+        if let Some(old) = old {
+            old.discard(py);
+        }
+        this.with_reactor(py, |re| re.set_interest(fd, r, w, known))?.map_err(crate::util::os_error)?;
+        Future::add_callback(&fut, crate::future::Callback::SockDone { fd, write })?;
+        Ok(fut.into_any().unbind())
+    }
+
+    /// The Future of a `sock_*` operation is done: if it still waits in its
+    /// slot (it was cancelled), take it out. Its reactor interest is left
+    /// as it is (see sockops.rs).
+    pub(crate) fn sock_done(&self, fut: &Bound<'_, PyAny>, fd: i32, write: bool) {
+        let old = {
+            let mut st = self.st.borrow_mut();
+            let Some(e) = st.fds.get_mut(&fd) else { return };
+            let slot = Self::slot(e, write);
+            match slot {
+                Some(Waiter::Sock(op)) if op.fut.as_ptr() == fut.as_ptr() => slot.take(),
+                _ => None,
+            }
+        };
+        drop(old);
+    }
+
+    fn run_sock_job(slf: &Bound<'_, LoopCore>, fd: i32, write: bool) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let op = {
+            let mut st = this.st.borrow_mut();
+            let Some(e) = st.fds.get_mut(&fd) else { return Ok(()) };
+            let slot = Self::slot(e, write);
+            match slot.take() {
+                Some(Waiter::Sock(op)) => op,
+                other => {
+                    *slot = other;
+                    return Ok(());
+                }
+            }
+        };
+        let mut op = op;
+        let fut = op.fut.bind(py).clone();
+        if fut.get().state() != crate::future::State::Pending {
+            return Ok(());
+        }
+        let sock = op.sock.bind(py).clone();
+        match SockOp::attempt(&sock, &mut op.kind) {
+            Ok(Outcome::Pending) => {
+                // Back into the slot, unless a callback run by the attempt
+                // (a socket subclass's method) registered something else.
+                let mut st = this.st.borrow_mut();
+                if let Some(e) = st.fds.get_mut(&fd) {
+                    let slot = Self::slot(e, write);
+                    if slot.is_none() {
+                        *slot = Some(Waiter::Sock(op));
+                    }
+                }
+                Ok(())
+            }
+            Ok(Outcome::Done(v)) => {
+                drop(op);
+                Future::do_set_result(&fut, v)
+            }
+            Err(e) if is_fatal(py, &e) => Err(e),
+            Err(e) => {
+                drop(op);
+                Future::do_set_exception(&fut, &crate::util::exc_value(py, e))
+            }
         }
     }
 
@@ -454,6 +603,7 @@ impl LoopCore {
         let fd = Self::fd_of(fd)?;
         let h = Self::new_handle(slf, callback, args, None, if write { "add_writer" } else { "add_reader" }, None)?.unbind();
         let ret = h.clone_ref(py);
+        let h = Waiter::Handle(h);
         let (known, r, w, old) = {
             let mut st = this.st.borrow_mut();
             let known = st.fds.contains_key(&fd);
@@ -463,7 +613,7 @@ impl LoopCore {
             (known, r, w, old)
         };
         if let Some(old) = old {
-            Handle::cancel_quiet(old.bind(py));
+            old.discard(py);
         }
         let res = this.with_reactor(py, |re| re.set_interest(fd, r, w, known))?;
         if let Err(e) = res {
@@ -497,7 +647,7 @@ impl LoopCore {
             (old, r, w)
         };
         let Some(old) = old else { return Ok(false) };
-        Handle::cancel_quiet(old.bind(py));
+        old.discard(py);
         self.with_reactor(py, |re| re.set_interest(fd, r, w, true))?.map_err(crate::util::os_error)?;
         Ok(true)
     }
@@ -517,6 +667,10 @@ impl LoopCore {
             Job::Callback { cb, .. } => cb.clone_ref(py),
             Job::Step { task, .. } | Job::Wakeup { task, .. } => task.clone_ref(py).into_any(),
             Job::TransportRead(t) | Job::TransportWrite(t) => t.clone_ref(py).into_any(),
+            Job::SockIo { fd, write } => {
+                let what = if *write { "write" } else { "read" };
+                pyo3::types::PyString::new(py, &format!("<sock_* {what} on fd {fd}>")).into_any().unbind()
+            }
         }
     }
 
@@ -585,10 +739,10 @@ impl LoopCore {
                     if let Some(t) = &e.transport {
                         TransportCore::on_ready(t.bind(py), ev.readable, ev.writable, ev.read_closed, &mut transport_jobs);
                     }
-                    let reader = e.reader.as_ref().filter(|_| ev.readable).map(|h| h.clone_ref(py));
-                    let writer = e.writer.as_ref().filter(|_| ev.writable).map(|h| h.clone_ref(py));
-                    for h in [reader, writer].into_iter().flatten() {
-                        st.ready.push_back(Job::Io { fd: ev.fd, handle: h });
+                    let reader = e.reader.as_ref().filter(|_| ev.readable).map(|w| Self::waiter_job(py, ev.fd, w, false));
+                    let writer = e.writer.as_ref().filter(|_| ev.writable).map(|w| Self::waiter_job(py, ev.fd, w, true));
+                    for j in [reader, writer].into_iter().flatten() {
+                        st.ready.push_back(j);
                     }
                 }
                 st.ready.extend(transport_jobs);
@@ -925,11 +1079,34 @@ impl LoopCore {
         self.remove_io(py, fd, true)
     }
 
-    /// `(reader handle, writer handle)` registered for `fd`, or None.
-    fn _fd_callbacks(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Option<(Option<Py<Handle>>, Option<Py<Handle>>)>> {
+    /// `(reader, writer)` registered for `fd` — a Handle, or the Future of
+    /// a pending `sock_*` operation — or None.
+    fn _fd_callbacks(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Option<(Option<Py<PyAny>>, Option<Py<PyAny>>)>> {
         let fd = Self::fd_of(fd)?;
         let st = self.st.borrow();
-        Ok(st.fds.get(&fd).map(|e| (e.reader.as_ref().map(|h| h.clone_ref(py)), e.writer.as_ref().map(|h| h.clone_ref(py)))))
+        let show = |w: &Option<Waiter>| {
+            w.as_ref().map(|w| match w {
+                Waiter::Handle(h) => h.clone_ref(py).into_any(),
+                Waiter::Sock(op) => op.fut.clone_ref(py).into_any(),
+            })
+        };
+        Ok(st.fds.get(&fd).filter(|e| !e.is_empty()).map(|e| (show(&e.reader), show(&e.writer))))
+    }
+
+    fn _sock_op_recv(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, n: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        Self::sock_start(slf, sock, SockKind::Recv(n), false)
+    }
+
+    fn _sock_op_recv_into(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, buf: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        Self::sock_start(slf, sock, SockKind::RecvInto(buf), false)
+    }
+
+    fn _sock_op_sendall(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, data: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        Self::sock_start(slf, sock, SockKind::SendAll { data, view: None, pos: 0 }, true)
+    }
+
+    fn _sock_op_accept(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::sock_start(slf, sock, SockKind::Accept, false)
     }
 
     fn _write_to_self(&self) -> PyResult<()> {
@@ -956,8 +1133,12 @@ impl LoopCore {
             }
             visit.call(&st.task_factory)?;
             for e in st.fds.values() {
-                visit.call(&e.reader)?;
-                visit.call(&e.writer)?;
+                if let Some(w) = &e.reader {
+                    w.traverse(&visit)?;
+                }
+                if let Some(w) = &e.writer {
+                    w.traverse(&visit)?;
+                }
                 visit.call(&e.transport)?;
             }
         }

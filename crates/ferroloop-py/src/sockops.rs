@@ -1,0 +1,285 @@
+//! The loop's `sock_*` coroutines, native: `sock_recv`, `sock_recv_into`,
+//! `sock_sendall` and `sock_accept`.
+//!
+//! asyncio's versions try the syscall, and on `EAGAIN` build a Future, a
+//! `Handle` for `add_reader`, a `functools.partial` done-callback, and later
+//! run a Python I/O callback plus a second callback that unregisters. Here
+//! the Python coroutine (`python/ferroloop/_loop.py`) calls one native
+//! method that makes the first attempt itself; only if the socket is not
+//! ready does it register a [`SockOp`] in the descriptor's reader or writer
+//! slot and return a native Future. When the reactor reports the descriptor
+//! ready, a [`Job::SockIo`] retries the operation and completes the Future —
+//! no Handle, no Python-level callback.
+//!
+//! Readiness is edge-triggered: a waiter is only registered after the
+//! syscall said `EAGAIN` (or, for a retry, the retry said it again), so a new
+//! edge is guaranteed when the socket becomes ready; nothing is re-armed
+//! after a retry. When an operation completes, its interest is left in the
+//! reactor (the socket is likely to wait again soon, and `set_interest` when
+//! it does re-checks readiness); an event with no waiter is ignored.
+//!
+//! Sockets of exactly `socket.socket` get the syscall straight from Rust on
+//! their descriptor; anything else (subclasses, odd buffers, arguments the
+//! `socket` methods would reject) goes through the socket's own method, so
+//! errors and behaviour are the socket's, as in asyncio.
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyType};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::util::os_error;
+
+pub(crate) enum SockKind {
+    Recv(Py<PyAny>),
+    RecvInto(Py<PyAny>),
+    /// `view` is `memoryview(data)` once the first send was short (only
+    /// for the method path, which sends slices of it).
+    SendAll { data: Py<PyAny>, view: Option<Py<PyAny>>, pos: usize },
+    Accept,
+}
+
+/// A pending `sock_*` operation, held in its descriptor's reader or writer
+/// slot until it completes or its Future is cancelled.
+pub(crate) struct SockOp {
+    pub fut: Py<crate::future::Future>,
+    pub sock: Py<PyAny>,
+    pub kind: SockKind,
+}
+
+impl SockOp {
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        visit.call(&self.sock)?;
+        match &self.kind {
+            SockKind::Recv(n) => visit.call(n),
+            SockKind::RecvInto(b) => visit.call(b),
+            SockKind::SendAll { data, view, .. } => {
+                visit.call(data)?;
+                visit.call(view)
+            }
+            SockKind::Accept => Ok(()),
+        }
+    }
+}
+
+pub(crate) enum Outcome {
+    Done(Py<PyAny>),
+    /// Not ready: wait for the descriptor.
+    Pending,
+}
+
+static SOCKET_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn is_plain_socket(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = sock.py();
+    let ty = SOCKET_TYPE.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("socket")?.getattr("socket")?.cast_into::<PyType>()?.unbind())
+    })?;
+    Ok(sock.get_type().is(ty.bind(py)))
+}
+
+/// asyncio's argument checks of every `sock_*` method: no `ssl.SSLSocket`
+/// (`base_events._check_ssl_socket`), and in debug mode a non-blocking one.
+pub(crate) fn check_sock(sock: &Bound<'_, PyAny>, debug: bool) -> PyResult<()> {
+    let py = sock.py();
+    if !is_plain_socket(sock)? {
+        py.import("asyncio.base_events")?.getattr("_check_ssl_socket")?.call1((sock,))?;
+    }
+    if debug && !sock.call_method0(pyo3::intern!(py, "gettimeout"))?.eq(0)? {
+        return Err(pyo3::exceptions::PyValueError::new_err("the socket must be non-blocking"));
+    }
+    Ok(())
+}
+
+/// The descriptor to use a syscall on directly, if `sock` is exactly a
+/// `socket.socket` (whose methods are the plain syscalls).
+fn direct_fd(sock: &Bound<'_, PyAny>) -> PyResult<Option<i32>> {
+    let py = sock.py();
+    if !is_plain_socket(sock)? {
+        return Ok(None);
+    }
+    // A socket in blocking or timeout mode would make the syscall wait
+    // while holding the GIL (Python's own methods release it).
+    let timeout = sock.call_method0(pyo3::intern!(py, "gettimeout"))?;
+    if timeout.is_none() || timeout.extract::<f64>()? != 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()?))
+}
+
+fn last_errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+/// `Ok(None)` for "try again later"; EINTR is retried here after running
+/// signal handlers, as Python's socket methods do (PEP 475).
+fn syscall(py: Python<'_>, mut f: impl FnMut() -> isize) -> PyResult<Option<usize>> {
+    loop {
+        let n = f();
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = last_errno();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => py.check_signals()?,
+            Some(libc::EAGAIN) => return Ok(None),
+            #[allow(unreachable_patterns)]
+            Some(libc::EWOULDBLOCK) => return Ok(None),
+            _ => return Err(os_error(e)),
+        }
+    }
+}
+
+/// A method call whose BlockingIOError/InterruptedError means "not ready"
+/// (asyncio's `except (BlockingIOError, InterruptedError)`).
+fn not_ready<T>(py: Python<'_>, r: PyResult<T>) -> PyResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_instance_of::<PyBlockingIOError>(py) || e.is_instance_of::<PyInterruptedError>(py) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+extern "C" {
+    fn _PyBytes_Resize(bytes: *mut *mut pyo3::ffi::PyObject, newsize: pyo3::ffi::Py_ssize_t) -> std::os::raw::c_int;
+}
+
+fn recv_bytes(py: Python<'_>, fd: i32, n: usize) -> PyResult<Option<Py<PyAny>>> {
+    if n == 0 {
+        // recv(fd, 0) on a stream socket reports nothing useful; Python's
+        // sock.recv(0) returns b'' without waiting too.
+        return Ok(Some(PyBytes::new(py, b"").into_any().unbind()));
+    }
+    // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new, uninitialised
+    // bytes object of n bytes (or NULL with an exception); it is filled by
+    // recv before anyone else can see it, then shrunk by _PyBytes_Resize,
+    // which may move it (updating `obj`) or fail (leaving NULL and an
+    // exception). On EAGAIN or error the object is released unseen.
+    unsafe {
+        let mut obj = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as pyo3::ffi::Py_ssize_t);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let buf = pyo3::ffi::PyBytes_AsString(obj);
+        let got = match syscall(py, || libc::recv(fd, buf.cast(), n, 0)) {
+            Ok(Some(got)) => got,
+            other => {
+                pyo3::ffi::Py_DECREF(obj);
+                return other.map(|_| None);
+            }
+        };
+        if got < n && _PyBytes_Resize(&mut obj, got as pyo3::ffi::Py_ssize_t) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(Some(Bound::from_owned_ptr(py, obj).unbind()))
+    }
+}
+
+impl SockOp {
+    /// One attempt at the operation: `Ok(Done)` / `Ok(Pending)`, or the
+    /// error the socket call raised.
+    pub(crate) fn attempt(sock: &Bound<'_, PyAny>, kind: &mut SockKind) -> PyResult<Outcome> {
+        let py = sock.py();
+        let done = |v: Option<Py<PyAny>>| match v {
+            Some(v) => Outcome::Done(v),
+            None => Outcome::Pending,
+        };
+        match kind {
+            SockKind::Recv(n) => {
+                if let (Some(fd), Ok(size)) = (direct_fd(sock)?, n.extract::<usize>(py)) {
+                    return recv_bytes(py, fd, size).map(done);
+                }
+                not_ready(py, sock.call_method1(pyo3::intern!(py, "recv"), (n.bind(py),)).map(Bound::unbind)).map(done)
+            }
+            SockKind::RecvInto(buf) => {
+                if let Some(fd) = direct_fd(sock)? {
+                    if let Ok(pb) = PyBuffer::<u8>::get(buf.bind(py)) {
+                        if !pb.readonly() && pb.is_c_contiguous() {
+                            let (ptr, cap) = (pb.buf_ptr(), pb.item_count());
+                            // SAFETY: the buffer is writable and C-contiguous
+                            // with `cap` bytes, exported (held by `pb`) for
+                            // the whole call.
+                            let r = syscall(py, || unsafe { libc::recv(fd, ptr.cast(), cap, 0) })?;
+                            drop(pb);
+                            return Ok(done(r.map(|n| n.into_pyobject(py).expect("int").into_any().unbind())));
+                        }
+                    }
+                }
+                not_ready(py, sock.call_method1(pyo3::intern!(py, "recv_into"), (buf.bind(py),)).map(Bound::unbind)).map(done)
+            }
+            SockKind::SendAll { data, view, pos } => {
+                if view.is_none() {
+                    if let Some(fd) = direct_fd(sock)? {
+                        if let Ok(pb) = PyBuffer::<u8>::get(data.bind(py)) {
+                            if pb.is_c_contiguous() {
+                                let (ptr, len) = (pb.buf_ptr() as *const u8, pb.item_count());
+                                while *pos < len {
+                                    // SAFETY: `ptr` points at `len` readable
+                                    // bytes kept exported by `pb`; `*pos < len`.
+                                    let r = syscall(py, || unsafe {
+                                        libc::send(fd, ptr.add(*pos).cast(), len - *pos, libc::MSG_NOSIGNAL)
+                                    })?;
+                                    match r {
+                                        Some(n) => *pos += n,
+                                        None => return Ok(Outcome::Pending),
+                                    }
+                                }
+                                return Ok(Outcome::Done(py.None()));
+                            }
+                        }
+                    }
+                }
+                // The method path, as asyncio: send(data) first, then
+                // slices of memoryview(data), until all of it is sent.
+                loop {
+                    let (sent, total) = match view {
+                        None => {
+                            let d = data.bind(py);
+                            let r = not_ready(py, sock.call_method1(pyo3::intern!(py, "send"), (d,)))?;
+                            let n = match &r {
+                                Some(n) => n.extract::<usize>()?,
+                                None => 0,
+                            };
+                            let total = d.len()?;
+                            if n == total {
+                                return Ok(Outcome::Done(py.None()));
+                            }
+                            *view = Some(py.import("builtins")?.getattr("memoryview")?.call1((d,))?.unbind());
+                            *pos = n;
+                            if r.is_none() {
+                                return Ok(Outcome::Pending);
+                            }
+                            continue;
+                        }
+                        Some(v) => {
+                            let v = v.bind(py);
+                            let rest = v.get_item(pyo3::types::PySlice::new(py, *pos as isize, isize::MAX, 1))?;
+                            let r = not_ready(py, sock.call_method1(pyo3::intern!(py, "send"), (rest,)))?;
+                            match r {
+                                Some(n) => (n.extract::<usize>()?, v.len()?),
+                                None => return Ok(Outcome::Pending),
+                            }
+                        }
+                    };
+                    *pos += sent;
+                    if *pos >= total {
+                        return Ok(Outcome::Done(py.None()));
+                    }
+                }
+            }
+            SockKind::Accept => {
+                let r = not_ready(py, sock.call_method0(pyo3::intern!(py, "accept")))?;
+                match r {
+                    None => Ok(Outcome::Pending),
+                    Some(pair) => {
+                        pair.get_item(0)?.call_method1(pyo3::intern!(py, "setblocking"), (false,))?;
+                        Ok(Outcome::Done(pair.unbind()))
+                    }
+                }
+            }
+        }
+    }
+}

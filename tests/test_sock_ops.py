@@ -1,0 +1,306 @@
+"""loop.sock_recv / sock_recv_into / sock_sendall / sock_accept: the same
+behaviour on asyncio's loop and on ferroloop (whose versions are native,
+see crates/ferroloop-py/src/sockops.rs), including the paths the benchmark
+never takes: waiting, cancellation, replaced waiters, socket subclasses,
+odd buffers and errors."""
+
+import array
+import asyncio
+import socket
+
+import pytest
+
+
+def _pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def _registered(loop, sock):
+    try:
+        key = loop._selector.get_key(sock.fileno())
+    except KeyError:
+        return (False, False)
+    r, w = key.data
+    return (r is not None, w is not None)
+
+
+class SubSocket(socket.socket):
+    """A subclass: its methods are what the loop must call."""
+
+    calls = 0
+
+    def recv(self, *args):
+        SubSocket.calls += 1
+        return super().recv(*args)
+
+    def send(self, *args):
+        SubSocket.calls += 1
+        return super().send(*args)
+
+
+def test_recv_waits_then_unregisters(loop):
+    async def main():
+        a, b = _pair()
+        with a, b:
+            t = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0.01)
+            assert not t.done()
+            assert _registered(loop, a) == (True, False)
+            b.send(b"ping")
+            assert await t == b"ping"
+            await asyncio.sleep(0)
+            assert _registered(loop, a) == (False, False)
+            assert loop.remove_reader(a) is False
+
+    loop.run_until_complete(main())
+
+
+def test_cancelled_recv_leaves_data_and_slot(loop):
+    async def main():
+        a, b = _pair()
+        with a, b:
+            t = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0.01)
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            await asyncio.sleep(0)
+            assert _registered(loop, a) == (False, False)
+            assert loop.remove_reader(a) is False
+            b.send(b"later")
+            await asyncio.sleep(0.01)
+            assert await loop.sock_recv(a, 100) == b"later"
+
+    loop.run_until_complete(main())
+
+
+def test_sendall_large_to_slow_reader(loop):
+    data = bytes(range(256)) * 40_000  # ~10 MiB: many EAGAINs
+
+    async def main():
+        a, b = _pair()
+        with a, b:
+            t = asyncio.ensure_future(loop.sock_sendall(b, data))
+            await asyncio.sleep(0.01)
+            assert not t.done()
+            assert _registered(loop, b) == (False, True)
+            got = bytearray()
+            buf = bytearray(50_000)
+            while len(got) < len(data):
+                n = await loop.sock_recv_into(a, buf)
+                got += buf[:n]
+            assert await t is None
+            assert bytes(got) == data
+
+    loop.run_until_complete(main())
+
+
+def test_sendall_cancelled_midway(loop):
+    async def main():
+        a, b = _pair()
+        with a, b:
+            t = asyncio.ensure_future(loop.sock_sendall(b, b"x" * 20_000_000))
+            await asyncio.sleep(0.01)
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            await asyncio.sleep(0)
+            assert _registered(loop, b) == (False, False)
+
+    loop.run_until_complete(main())
+
+
+def test_sendall_accepts_any_buffer(loop):
+    payload = array.array("b", range(100)) * 10  # itemsize 1: asyncio counts items, not bytes
+
+    async def main():
+        a, b = _pair()
+        with a, b:
+            await loop.sock_sendall(b, b"")
+            await loop.sock_sendall(b, bytearray(b"ab"))
+            with pytest.raises(BufferError):  # socket.send's own error
+                await loop.sock_sendall(b, memoryview(b"0123456789")[::2])
+            await loop.sock_sendall(b, payload)
+            want = b"ab" + payload.tobytes()
+            got = b""
+            while len(got) < len(want):
+                got += await loop.sock_recv(a, 100_000)
+            assert got == want
+
+    loop.run_until_complete(main())
+
+
+def test_recv_into_buffers(loop):
+    async def main():
+        a, b = _pair()
+        with a, b:
+            b.send(b"0123456789")
+            await asyncio.sleep(0.01)
+            buf = bytearray(20)
+            assert await loop.sock_recv_into(a, memoryview(buf)[5:9]) == 4
+            assert buf[5:9] == b"0123"
+            arr = array.array("b", [0] * 3)
+            assert await loop.sock_recv_into(a, arr) == 3
+            assert arr.tobytes() == b"456"
+            with pytest.raises(TypeError):
+                await loop.sock_recv_into(a, b"read-only")
+            assert await loop.sock_recv(a, 0) == b""
+            assert await loop.sock_recv(a, 10) == b"789"
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("n, exc", [(-1, ValueError), ("1", TypeError), (1.5, TypeError)])
+def test_recv_bad_size(loop, n, exc):
+    async def main():
+        a, b = _pair()
+        with a, b:
+            with pytest.raises(exc):
+                await loop.sock_recv(a, n)
+
+    loop.run_until_complete(main())
+
+
+def test_errors_of_the_syscall(loop):
+    async def main():
+        a, b = _pair()
+        a.close()
+        with pytest.raises(OSError) as ei:
+            await loop.sock_recv(a, 1)
+        closed_errno = ei.value.errno
+        with pytest.raises(OSError):
+            await loop.sock_sendall(a, b"x")
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            for _ in range(100):
+                await loop.sock_sendall(b, b"x" * 100_000)
+        b.close()
+        return closed_errno
+
+    assert loop.run_until_complete(main()) == 9  # EBADF, as socket.recv on fd -1
+
+
+def test_peer_reset_while_waiting(loop):
+    async def main():
+        srv = socket.create_server(("127.0.0.1", 0))
+        with srv:
+            c = socket.create_connection(srv.getsockname())
+            conn, _ = srv.accept()
+            conn.setblocking(False)
+            with conn:
+                t = asyncio.ensure_future(loop.sock_recv(conn, 10))
+                await asyncio.sleep(0.01)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                c.close()  # RST
+                with pytest.raises(ConnectionResetError):
+                    await asyncio.wait_for(t, 5)
+
+    loop.run_until_complete(main())
+
+
+def test_socket_subclass_methods_are_used(loop):
+    async def main():
+        a = SubSocket(socket.AF_UNIX, socket.SOCK_STREAM)
+        b = SubSocket(socket.AF_UNIX, socket.SOCK_STREAM)
+        a.close(), b.close()
+        x, y = socket.socketpair()
+        a = SubSocket(fileno=x.detach())
+        b = SubSocket(fileno=y.detach())
+        a.setblocking(False), b.setblocking(False)
+        with a, b:
+            SubSocket.calls = 0
+            t = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            await loop.sock_sendall(b, b"sub")
+            assert await t == b"sub"
+            assert SubSocket.calls >= 3
+
+    loop.run_until_complete(main())
+
+
+def test_accept(loop):
+    async def main():
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        srv.setblocking(False)
+        with srv:
+            t = asyncio.ensure_future(loop.sock_accept(srv))
+            await asyncio.sleep(0.01)
+            assert not t.done()
+            c = socket.socket()
+            c.setblocking(False)
+            with c:
+                await loop.sock_connect(c, srv.getsockname())
+                conn, addr = await t
+                with conn:
+                    assert conn.gettimeout() == 0
+                    assert addr == c.getsockname()
+
+    loop.run_until_complete(main())
+
+
+def test_second_recv_replaces_first(loop):
+    """asyncio keeps one reader per descriptor: a second sock_recv on the
+    same socket takes the slot, and the first one never completes."""
+
+    async def main():
+        a, b = _pair()
+        with a, b:
+            t1 = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0.01)
+            t2 = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0.01)
+            b.send(b"one")
+            assert await asyncio.wait_for(t2, 5) == b"one"
+            await asyncio.sleep(0.01)
+            assert not t1.done()
+            t1.cancel()
+
+    loop.run_until_complete(main())
+
+
+def test_fd_used_by_transport(loop):
+    async def main():
+        a, b = _pair()
+        with b:
+            tr, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                await loop.sock_recv(a, 10)
+            tr.close()
+            await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+
+
+def test_debug_rejects_blocking_socket(loop):
+    loop.set_debug(True)
+
+    async def main():
+        a, b = socket.socketpair()
+        with a, b:
+            for coro in (loop.sock_recv(a, 1), loop.sock_recv_into(a, bytearray(1)),
+                         loop.sock_sendall(a, b"x"), loop.sock_accept(a)):
+                with pytest.raises(ValueError, match="non-blocking"):
+                    await coro
+
+    loop.run_until_complete(main())
+
+
+def test_coroutines_not_plain_calls(loop):
+    """The methods are coroutine functions: errors come at await time, and
+    the result can be wrapped in a Task."""
+    a, b = _pair()
+    with a, b:
+        coro = loop.sock_recv(a, -1)  # no error yet
+        assert asyncio.iscoroutine(coro)
+
+        async def main():
+            with pytest.raises(ValueError):
+                await coro
+            b.send(b"x")
+            return await asyncio.create_task(loop.sock_recv(a, 1))
+
+        assert loop.run_until_complete(main()) == b"x"
