@@ -29,7 +29,7 @@ import weakref
 from asyncio import base_events, constants, coroutines, events, selector_events, sslproto, unix_events
 
 from . import _ferroloop
-from ._transports import SocketTransport
+from ._transports import DatagramTransport, SocketTransport
 
 __all__ = ("Loop", "new_event_loop")
 
@@ -83,7 +83,6 @@ _BORROWED_BASE = (
 
 _BORROWED_SELECTOR = (
     "_read_from_self",
-    "_make_datagram_transport",
     "_start_serving",
     "_accept_connection",
     "_accept_connection2",
@@ -433,6 +432,12 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         if issubclass(type(sock), socket.socket):
             return SocketTransport
         return selector_events._SelectorSocketTransport
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        if issubclass(type(sock), socket.socket):
+            return DatagramTransport(self, sock, protocol, address, waiter, extra)
+        # A socket-like stand-in (a mock): asyncio's transport, as above.
+        return selector_events._SelectorDatagramTransport(self, sock, protocol, address, waiter, extra)
 
     def _make_ssl_transport(
         self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,

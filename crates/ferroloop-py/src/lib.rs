@@ -12,6 +12,7 @@
 //! never retrieved" and "Task was destroyed but it is pending!" logs.
 
 mod contexts;
+mod datagram;
 mod future;
 mod gil;
 mod handle;
@@ -161,6 +162,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FutureIter>()?;
     m.add_class::<Task>()?;
     m.add_class::<transport::TransportCore>()?;
+    m.add_class::<datagram::DatagramCore>()?;
     m.add_function(wrap_pyfunction!(registry::_enable_task_registry, m)?)?;
     m.add_function(wrap_pyfunction!(registry::_live_tasks, m)?)?;
     patch_types(py);

@@ -37,6 +37,7 @@ use crate::gil::GilCell;
 use crate::handle::{make_handle, Handle};
 use crate::imports::imports;
 use crate::task::Task;
+use crate::datagram::DatagramCore;
 use crate::sockops::{Outcome, SockKind, SockOp};
 use crate::transport::TransportCore;
 use crate::util::{call_in_context, copy_context, is_fatal, write_unraisable};
@@ -70,6 +71,8 @@ pub(crate) enum Job {
     TransportWrite(Py<TransportCore>),
     /// The descriptor of a pending `sock_*` operation is ready (sockops.rs).
     SockIo { fd: i32, write: bool },
+    /// A native datagram transport's socket is readable / writable.
+    DgramIo { core: Py<DatagramCore>, write: bool },
 }
 
 /// Who waits on one direction of a descriptor.
@@ -78,6 +81,8 @@ pub(crate) enum Waiter {
     Handle(Py<Handle>),
     /// A pending `sock_*` operation.
     Sock(Box<SockOp>),
+    /// A native datagram transport (datagram.rs).
+    Dgram(Py<DatagramCore>),
 }
 
 impl Waiter {
@@ -85,6 +90,7 @@ impl Waiter {
         match self {
             Waiter::Handle(h) => visit.call(h),
             Waiter::Sock(op) => op.traverse(visit),
+            Waiter::Dgram(c) => visit.call(c),
         }
     }
 
@@ -139,6 +145,7 @@ impl Job {
             Job::Io { handle, .. } => visit.call(handle),
             Job::TransportRead(t) | Job::TransportWrite(t) => visit.call(t),
             Job::SockIo { .. } => Ok(()),
+            Job::DgramIo { core, .. } => visit.call(core),
         }
     }
 }
@@ -376,13 +383,44 @@ impl LoopCore {
             Job::TransportRead(t) => TransportCore::run_job(t.bind(py), false),
             Job::TransportWrite(t) => TransportCore::run_job(t.bind(py), true),
             Job::SockIo { fd, write } => Self::run_sock_job(slf, fd, write),
+            Job::DgramIo { core, write } => DatagramCore::run_job(core.bind(py), write),
         }
+    }
+
+    /// Put `w` into (or, with None, empty) one slot of `fd` and update the
+    /// reactor's interest.
+    pub(crate) fn set_waiter(&self, py: Python<'_>, fd: i32, write: bool, w: Option<Waiter>) -> PyResult<()> {
+        let (known, r, w, old) = {
+            let mut st = self.st.borrow_mut();
+            if st.closed {
+                return Ok(());
+            }
+            let known = st.fds.contains_key(&fd);
+            if w.is_none() && !known {
+                return Ok(());
+            }
+            let e = st.fds.entry(fd).or_default();
+            let old = std::mem::replace(Self::slot(e, write), w);
+            let (r, wr) = e.interest();
+            if e.is_empty() {
+                st.fds.remove(&fd);
+            }
+            (known, r, wr, old)
+        };
+        drop(old);
+        let res = match (r, w) {
+            (false, false) if known => self.with_reactor(py, |re| re.deregister(fd))?,
+            (false, false) => Ok(()),
+            (r, w) => self.with_reactor(py, |re| re.set_interest(fd, r, w, known))?,
+        };
+        res.map_err(crate::util::os_error)
     }
 
     fn waiter_job(py: Python<'_>, fd: i32, w: &Waiter, write: bool) -> Job {
         match w {
             Waiter::Handle(h) => Job::Io { fd, handle: h.clone_ref(py) },
             Waiter::Sock(_) => Job::SockIo { fd, write },
+            Waiter::Dgram(c) => Job::DgramIo { core: c.clone_ref(py), write },
         }
     }
 
@@ -667,6 +705,7 @@ impl LoopCore {
             Job::Callback { cb, .. } => cb.clone_ref(py),
             Job::Step { task, .. } | Job::Wakeup { task, .. } => task.clone_ref(py).into_any(),
             Job::TransportRead(t) | Job::TransportWrite(t) => t.clone_ref(py).into_any(),
+            Job::DgramIo { core, .. } => core.clone_ref(py).into_any(),
             Job::SockIo { fd, write } => {
                 let what = if *write { "write" } else { "read" };
                 pyo3::types::PyString::new(py, &format!("<sock_* {what} on fd {fd}>")).into_any().unbind()
@@ -1088,6 +1127,7 @@ impl LoopCore {
             w.as_ref().map(|w| match w {
                 Waiter::Handle(h) => h.clone_ref(py).into_any(),
                 Waiter::Sock(op) => op.fut.clone_ref(py).into_any(),
+                Waiter::Dgram(c) => c.clone_ref(py).into_any(),
             })
         };
         Ok(st.fds.get(&fd).filter(|e| !e.is_empty()).map(|e| (show(&e.reader), show(&e.writer))))

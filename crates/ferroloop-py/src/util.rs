@@ -95,3 +95,17 @@ pub(crate) fn os_error(e: std::io::Error) -> PyErr {
         None => e.into(),
     }
 }
+
+/// asyncio's `_FlowControlMixin._set_write_buffer_limits`: `(high, low)`
+/// with asyncio's defaults (64 KiB, a quarter of high) and its ValueError.
+pub(crate) fn water_marks(high: Option<i64>, low: Option<i64>) -> PyResult<(usize, usize)> {
+    let high = high.unwrap_or(match low {
+        None => 64 * 1024,
+        Some(l) => 4 * l,
+    });
+    let low = low.unwrap_or(high / 4);
+    if !(high >= low && low >= 0) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("high ({high}) must be >= low ({low}) must be >= 0")));
+    }
+    Ok((high as usize, low as usize))
+}

@@ -1,0 +1,555 @@
+//! `DatagramCore`: the native half of ferroloop's datagram (UDP, Unix
+//! datagram) transport. The Python face is `DatagramTransport` in
+//! `python/ferroloop/_transports.py`; behaviour follows asyncio's
+//! `_SelectorDatagramTransport` of the running Python.
+//!
+//! The core occupies its descriptor's reader slot in the loop's fd table
+//! (and the writer slot while datagrams are buffered), as asyncio's
+//! transport holds `add_reader`/`add_writer` callbacks, so `add_reader` on
+//! the descriptor is refused the same way. Readiness becomes a
+//! [`Job::DgramIo`] — no Handle, no bound method.
+//!
+//! asyncio receives one datagram per readable event per iteration
+//! (level-triggered). On the edge-triggered reactor a read that got a
+//! datagram queues another read for the next iteration, until `recvfrom`
+//! says `EAGAIN`; after that a new edge is guaranteed. Writes drain the
+//! buffer until `EAGAIN`, likewise.
+//!
+//! `recvfrom`/`sendto` go through the socket object's methods: the address
+//! conversions are the socket module's, for every address family.
+//!
+//! Every protocol callback runs in the context current when the transport
+//! was made (as uvloop does; asyncio runs `error_received` from `sendto` in
+//! the caller's context and `connection_lost` in the closer's).
+
+use std::collections::VecDeque;
+
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::gil::GilCell;
+use crate::loop_core::{Job, LoopCore, Waiter};
+use crate::util::is_fatal;
+
+/// asyncio's `_SelectorTransport.max_size`.
+const MAX_SIZE: usize = 256 * 1024;
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+struct DgState {
+    loop_: Option<Py<LoopCore>>,
+    transport: Option<Py<PyAny>>,
+    protocol: Option<Py<PyAny>>,
+    sock: Option<Py<PyAny>>,
+    /// The remote address given to create_datagram_endpoint, if any.
+    address: Option<Py<PyAny>>,
+    /// `extra['peername']` is truthy: send() instead of sendto().
+    connected: bool,
+    buffer: VecDeque<(Py<PyAny>, Py<PyAny>)>,
+    buffer_size: usize,
+    closing: bool,
+    conn_lost: u32,
+    reading: bool,
+    writing: bool,
+    protocol_paused: bool,
+    high_water: usize,
+    low_water: usize,
+    context: Option<Py<PyAny>>,
+}
+
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct DatagramCore {
+    st: GilCell<DgState>,
+    fd: i32,
+}
+
+enum Io {
+    Done(Py<PyAny>),
+    WouldBlock,
+    /// An OSError: reported to `protocol.error_received`.
+    OsErr(PyErr),
+    /// Anything else: a fatal error of the transport.
+    Other(PyErr),
+}
+
+fn classify(py: Python<'_>, r: PyResult<Bound<'_, PyAny>>) -> Io {
+    match r {
+        Ok(v) => Io::Done(v.unbind()),
+        Err(e) if e.is_instance_of::<PyBlockingIOError>(py) || e.is_instance_of::<PyInterruptedError>(py) => Io::WouldBlock,
+        Err(e) if e.is_instance_of::<PyOSError>(py) => Io::OsErr(e),
+        Err(e) => Io::Other(e),
+    }
+}
+
+impl DatagramCore {
+    fn loop_of(&self, py: Python<'_>) -> Option<Py<LoopCore>> {
+        self.st.borrow().loop_.as_ref().map(|l| l.clone_ref(py))
+    }
+
+    fn field(&self, py: Python<'_>, f: impl Fn(&DgState) -> &Option<Py<PyAny>>) -> Option<Py<PyAny>> {
+        f(&self.st.borrow()).as_ref().map(|o| o.clone_ref(py))
+    }
+
+    fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.field(py, |s| &s.context)
+    }
+
+    /// Call `protocol.<name>(*args)` in the transport's context.
+    fn call_protocol<'py>(&self, py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyResult<()> {
+        let Some(p) = self.field(py, |s| &s.protocol) else { return Ok(()) };
+        let ctx = self.context(py);
+        crate::contexts::run_in_unless_entered(py, ctx.as_ref(), || p.bind(py).call_method1(name, args).map(drop))
+    }
+
+    /// `transport._fatal_error(exc, message)`; SystemExit/KeyboardInterrupt escape.
+    fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
+        if is_fatal(py, &err) {
+            return Err(err);
+        }
+        match self.field(py, |s| &s.transport) {
+            Some(t) => t.bind(py).call_method1("_fatal_error", (crate::util::exc_value(py, err), message)).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// What asyncio's Handle would do with an exception escaping the I/O
+    /// callback: report it to the exception handler, carry on.
+    fn report_callback_error(&self, py: Python<'_>, err: PyErr, what: &str) -> PyResult<()> {
+        if is_fatal(py, &err) {
+            return Err(err);
+        }
+        let Some(l) = self.loop_of(py) else { return Ok(()) };
+        let d = PyDict::new(py);
+        d.set_item("message", format!("Exception in callback DatagramTransport.{what}()"))?;
+        d.set_item("exception", crate::util::exc_value(py, err))?;
+        d.set_item("transport", self.field(py, |s| &s.transport))?;
+        d.set_item("protocol", self.field(py, |s| &s.protocol))?;
+        LoopCore::report(l.bind(py).as_any(), d)
+    }
+
+    fn set_slot(slf: &Bound<'_, DatagramCore>, write: bool, on: bool) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let Some(l) = this.loop_of(py) else { return Ok(()) };
+        {
+            let mut st = this.st.borrow_mut();
+            let flag = if write { &mut st.writing } else { &mut st.reading };
+            if *flag == on {
+                return Ok(());
+            }
+            *flag = on;
+        }
+        let w = on.then(|| Waiter::Dgram(slf.clone().unbind()));
+        l.get().set_waiter(py, this.fd, write, w)
+    }
+
+    pub(crate) fn run_job(slf: &Bound<'_, DatagramCore>, write: bool) -> PyResult<()> {
+        let py = slf.py();
+        let ctx = slf.get().context(py);
+        crate::util::run_in_context(py, ctx.as_ref(), || if write { Self::write_ready(slf) } else { Self::read_ready(slf) })
+    }
+
+    /// asyncio's `_read_ready`: one datagram.
+    fn read_ready(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let sock = {
+            let st = this.st.borrow();
+            if st.conn_lost > 0 || !st.reading {
+                return Ok(());
+            }
+            match &st.sock {
+                Some(s) => s.clone_ref(py),
+                None => return Ok(()),
+            }
+        };
+        let r = sock.bind(py).call_method1(pyo3::intern!(py, "recvfrom"), (MAX_SIZE,));
+        let again = match classify(py, r) {
+            Io::WouldBlock => false,
+            Io::Done(pair) => {
+                let pair = pair.bind(py);
+                let (data, addr) = (pair.get_item(0)?, pair.get_item(1)?);
+                if let Err(e) = this.call_protocol(py, "datagram_received", (data, addr)) {
+                    this.report_callback_error(py, e, "_read_ready")?;
+                }
+                true
+            }
+            Io::OsErr(e) => {
+                let exc = crate::util::exc_value(py, e);
+                if let Err(e) = this.call_protocol(py, "error_received", (exc,)) {
+                    this.report_callback_error(py, e, "_read_ready")?;
+                }
+                true
+            }
+            Io::Other(e) => {
+                this.fatal(py, e, "Fatal read error on datagram transport")?;
+                false
+            }
+        };
+        if again {
+            // Level-triggered emulation: more datagrams may be queued.
+            let l = this.loop_of(py);
+            if let (Some(l), true) = (l, this.st.borrow().reading) {
+                l.get().push_job(Job::DgramIo { core: slf.clone().unbind(), write: false })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send_one(&self, py: Python<'_>, sock: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>, addr: &Bound<'_, PyAny>) -> Io {
+        let connected = self.st.borrow().connected;
+        // A connected socket whose peer has no name (a socketpair) is sent
+        // to with send() too: asyncio would call sendto(data, None), a
+        // TypeError that kills the transport (see docs/DIFFERENCES.md).
+        let r = if connected || addr.is_none() {
+            sock.call_method1(pyo3::intern!(py, "send"), (data,))
+        } else {
+            sock.call_method1(pyo3::intern!(py, "sendto"), (data, addr))
+        };
+        classify(py, r)
+    }
+
+    /// asyncio's `_sendto_ready`.
+    fn write_ready(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let Some(sock) = this.field(py, |s| &s.sock) else { return Ok(()) };
+        loop {
+            let Some((data, addr)) = this.st.borrow_mut().buffer.pop_front() else { break };
+            let len = data.bind(py).len()?;
+            this.st.borrow_mut().buffer_size -= len;
+            match this.send_one(py, sock.bind(py), data.bind(py), addr.bind(py)) {
+                Io::Done(_) => {}
+                Io::WouldBlock => {
+                    let mut st = this.st.borrow_mut();
+                    st.buffer.push_front((data, addr));
+                    st.buffer_size += len;
+                    return Ok(());
+                }
+                Io::OsErr(e) => {
+                    let exc = crate::util::exc_value(py, e);
+                    if let Err(e) = this.call_protocol(py, "error_received", (exc,)) {
+                        this.report_callback_error(py, e, "_sendto_ready")?;
+                    }
+                    return Ok(());
+                }
+                Io::Other(e) => return this.fatal(py, e, "Fatal write error on datagram transport"),
+            }
+        }
+        Self::maybe_resume_protocol(slf)?; // may append to the buffer
+        let (empty, closing) = {
+            let st = this.st.borrow();
+            (st.buffer.is_empty(), st.closing)
+        };
+        if empty {
+            Self::set_slot(slf, true, false)?;
+            if closing {
+                if let Some(t) = this.field(py, |s| &s.transport) {
+                    t.bind(py).call_method1("_call_connection_lost", (py.None(),))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flow_call(slf: &Bound<'_, DatagramCore>, pause: bool) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.st.borrow_mut();
+            let go = if pause {
+                st.buffer_size > st.high_water && !st.protocol_paused
+            } else {
+                st.protocol_paused && st.buffer_size <= st.low_water
+            };
+            if !go {
+                return Ok(());
+            }
+            st.protocol_paused = pause;
+        }
+        let (name, msg) = if pause {
+            ("pause_writing", "protocol.pause_writing() failed")
+        } else {
+            ("resume_writing", "protocol.resume_writing() failed")
+        };
+        if let Err(e) = this.call_protocol(py, name, ()) {
+            if is_fatal(py, &e) {
+                return Err(e);
+            }
+            let Some(l) = this.loop_of(py) else { return Ok(()) };
+            let d = PyDict::new(py);
+            d.set_item("message", msg)?;
+            d.set_item("exception", crate::util::exc_value(py, e))?;
+            d.set_item("transport", this.field(py, |s| &s.transport))?;
+            d.set_item("protocol", this.field(py, |s| &s.protocol))?;
+            LoopCore::report(l.bind(py).as_any(), d)?;
+        }
+        Ok(())
+    }
+
+    fn maybe_resume_protocol(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
+        Self::flow_call(slf, false)
+    }
+
+    fn schedule_connection_lost(slf: &Bound<'_, DatagramCore>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if let (Some(l), Some(t)) = (this.loop_of(py), this.field(py, |s| &s.transport)) {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("context", this.context(py))?;
+            l.bind(py).call_method("call_soon", (t.bind(py).getattr("_call_connection_lost")?, exc), Some(&kwargs))?;
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl DatagramCore {
+    #[new]
+    #[pyo3(signature = (r#loop, transport, sock, protocol, address, connected))]
+    fn py_new(
+        r#loop: Bound<'_, LoopCore>,
+        transport: Bound<'_, PyAny>,
+        sock: Bound<'_, PyAny>,
+        protocol: Bound<'_, PyAny>,
+        address: Option<Bound<'_, PyAny>>,
+        connected: bool,
+    ) -> PyResult<Self> {
+        let py = r#loop.py();
+        let fd: i32 = sock.call_method0("fileno")?.extract()?;
+        Ok(DatagramCore {
+            st: GilCell::new(DgState {
+                loop_: Some(r#loop.unbind()),
+                transport: Some(transport.unbind()),
+                protocol: Some(protocol.unbind()),
+                sock: Some(sock.unbind()),
+                address: address.filter(|a| a.is_truthy().unwrap_or(true)).map(Bound::unbind),
+                connected,
+                buffer: VecDeque::new(),
+                buffer_size: 0,
+                closing: false,
+                conn_lost: 0,
+                reading: false,
+                writing: false,
+                protocol_paused: false,
+                high_water: 64 * 1024,
+                low_water: 16 * 1024,
+                context: Some(crate::util::copy_context(py)?),
+            }),
+            fd,
+        })
+    }
+
+    /// asyncio: `_add_reader(fd, _read_ready)`, scheduled after
+    /// `connection_made`. A transport closed meanwhile does not start.
+    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        if slf.get().st.borrow().closing {
+            return Ok(());
+        }
+        Self::set_slot(slf, false, true)
+    }
+
+    #[pyo3(signature = (data, addr = None))]
+    fn sendto(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>, addr: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if !(data.is_instance_of::<PyBytes>() || data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
+            return Err(PyTypeError::new_err(format!(
+                "data argument must be a bytes-like object, not {}",
+                data.get_type().name()?.repr()?
+            )));
+        }
+        if !data.is_truthy()? {
+            return Ok(());
+        }
+        let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
+        let address = this.field(py, |s| &s.address);
+        if let Some(a) = &address {
+            let a = a.bind(py);
+            if !addr.is_none() && !addr.eq(a)? {
+                return Err(PyValueError::new_err(format!("Invalid address: must be None or {}", a.str()?)));
+            }
+            addr = a.clone();
+            let lost = {
+                let mut st = this.st.borrow_mut();
+                let lost = st.conn_lost;
+                if lost > 0 {
+                    st.conn_lost += 1;
+                }
+                lost
+            };
+            if lost > 0 {
+                if lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
+                    py.import("asyncio.log")?.getattr("logger")?.call_method1("warning", ("socket.send() raised exception.",))?;
+                }
+                return Ok(());
+            }
+        }
+        if this.st.borrow().buffer.is_empty() {
+            let Some(sock) = this.field(py, |s| &s.sock) else { return Ok(()) };
+            match this.send_one(py, sock.bind(py), data, &addr) {
+                Io::Done(_) => return Ok(()),
+                Io::WouldBlock => Self::set_slot(slf, true, true)?,
+                Io::OsErr(e) => {
+                    let exc = crate::util::exc_value(py, e);
+                    return this.call_protocol(py, "error_received", (exc,));
+                }
+                Io::Other(e) => return this.fatal(py, e, "Fatal write error on datagram transport"),
+            }
+        }
+        // What is buffered must not change under us.
+        let owned = PyBytes::new(py, &pyo3::buffer::PyBuffer::<u8>::get(data)?.to_vec(py)?);
+        let len = owned.len()?;
+        {
+            let mut st = this.st.borrow_mut();
+            st.buffer.push_back((owned.into_any().unbind(), addr.unbind()));
+            st.buffer_size += len;
+        }
+        Self::flow_call(slf, true)
+    }
+
+    fn get_write_buffer_size(&self) -> usize {
+        self.st.borrow().buffer_size
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        let st = self.st.borrow();
+        (st.low_water, st.high_water)
+    }
+
+    #[pyo3(signature = (high = None, low = None))]
+    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+        let (high, low) = crate::util::water_marks(high, low)?;
+        {
+            let mut st = slf.get().st.borrow_mut();
+            st.high_water = high;
+            st.low_water = low;
+        }
+        Self::flow_call(slf, true)
+    }
+
+    fn is_closing(&self) -> bool {
+        self.st.borrow().closing
+    }
+
+    /// asyncio's `_SelectorTransport.close`.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let lost = {
+            let mut st = slf.get().st.borrow_mut();
+            if st.closing {
+                return Ok(());
+            }
+            st.closing = true;
+            let lost = st.buffer.is_empty();
+            if lost {
+                st.conn_lost += 1;
+            }
+            lost
+        };
+        Self::set_slot(slf, false, false)?;
+        if lost {
+            Self::set_slot(slf, true, false)?;
+            Self::schedule_connection_lost(slf, None)?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_force_close`.
+    #[pyo3(signature = (exc = None))]
+    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let (had_buffer, was_closing) = {
+            let mut st = slf.get().st.borrow_mut();
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            let had = !st.buffer.is_empty();
+            let old = std::mem::take(&mut st.buffer);
+            st.buffer_size = 0;
+            let was_closing = st.closing;
+            st.closing = true;
+            st.conn_lost += 1;
+            drop(st);
+            drop(old);
+            (had, was_closing)
+        };
+        if had_buffer {
+            Self::set_slot(slf, true, false)?;
+        }
+        if !was_closing {
+            Self::set_slot(slf, false, false)?;
+        }
+        Self::schedule_connection_lost(slf, exc)
+    }
+
+    fn set_protocol(&self, protocol: Py<PyAny>) {
+        let old = self.st.borrow_mut().protocol.replace(protocol);
+        drop(old);
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.field(py, |s| &s.protocol)
+    }
+
+    /// Leave the fd table and drop references (after `connection_lost`,
+    /// before the socket is closed).
+    fn _detach(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::set_slot(slf, false, false)?;
+        Self::set_slot(slf, true, false)?;
+        let old = {
+            let mut st = slf.get().st.borrow_mut();
+            let b = std::mem::take(&mut st.buffer);
+            (st.protocol.take(), st.transport.take(), st.loop_.take(), st.sock.take(), b)
+        };
+        drop(old);
+        Ok(())
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.context(py)
+    }
+
+    #[getter]
+    fn _conn_lost(&self) -> u32 {
+        self.st.borrow().conn_lost
+    }
+
+    #[getter]
+    fn _protocol_paused(&self) -> bool {
+        self.st.borrow().protocol_paused
+    }
+
+    /// (reader registered, writer registered)
+    #[getter]
+    fn _polling(&self) -> (bool, bool) {
+        let st = self.st.borrow();
+        (st.reading, st.writing)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(st) = self.st.try_borrow() {
+            visit.call(&st.loop_)?;
+            visit.call(&st.transport)?;
+            visit.call(&st.protocol)?;
+            visit.call(&st.sock)?;
+            visit.call(&st.address)?;
+            visit.call(&st.context)?;
+            for (d, a) in &st.buffer {
+                visit.call(d)?;
+                visit.call(a)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let old = {
+            let mut st = self.st.borrow_mut();
+            let b = std::mem::take(&mut st.buffer);
+            (st.loop_.take(), st.transport.take(), st.protocol.take(), st.sock.take(), st.address.take(), st.context.take(), b)
+        };
+        drop(old);
+    }
+}
