@@ -23,6 +23,7 @@ mod sockops;
 mod task;
 mod transport;
 mod util;
+mod wbuf;
 
 use std::sync::OnceLock;
 

@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
@@ -29,6 +29,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::gil::GilCell;
 use crate::loop_core::{Job, LoopCore};
 use crate::util::is_fatal;
+use crate::wbuf::WriteBuf;
 
 /// asyncio's `_SelectorTransport.max_size`: bytes asked of one `recv`.
 const MAX_SIZE: usize = 256 * 1024;
@@ -81,8 +82,7 @@ struct CoreState {
     transport: Option<Py<PyAny>>,
     protocol: Option<Py<PyAny>>,
     buffered: bool,
-    wbuf: Vec<u8>,
-    wpos: usize,
+    wbuf: WriteBuf,
     eof: bool,
     closing: bool,
     /// pause_reading() was called.
@@ -111,12 +111,11 @@ struct CoreState {
 
 impl CoreState {
     fn buffered_len(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len()
     }
 
     fn clear_buffer(&mut self) {
         self.wbuf.clear();
-        self.wpos = 0;
     }
 }
 
@@ -330,25 +329,7 @@ impl TransportCore {
             if st.conn_lost > 0 || !st.want_write {
                 return Ok(());
             }
-            let mut err = None;
-            while st.buffered_len() > 0 {
-                let (ptr, len) = (st.wbuf[st.wpos..].as_ptr(), st.buffered_len());
-                // SAFETY: `ptr..ptr+len` is the initialised unsent part of
-                // the buffer; `this.fd` is the transport's socket.
-                let n = unsafe { libc::send(this.fd, ptr.cast(), len, libc::MSG_NOSIGNAL) };
-                if n < 0 {
-                    let e = last_os_error();
-                    if !would_block(&e) {
-                        err = Some(e);
-                    }
-                    break;
-                }
-                st.wpos += n as usize;
-            }
-            if st.buffered_len() == 0 {
-                st.clear_buffer();
-            }
-            err
+            st.wbuf.flush(py, this.fd).err()
         };
         if let Some(e) = err {
             {
@@ -507,8 +488,7 @@ impl TransportCore {
                 transport: Some(transport.unbind()),
                 protocol: Some(protocol.unbind()),
                 buffered,
-                wbuf: Vec::new(),
-                wpos: 0,
+                wbuf: WriteBuf::default(),
                 eof: false,
                 closing: false,
                 paused: false,
@@ -615,7 +595,8 @@ impl TransportCore {
             }
             this.st.borrow_mut().want_write = true;
         }
-        this.st.borrow_mut().wbuf.extend_from_slice(rest);
+        let shared = if owned.is_none() { Some(data.cast::<PyBytes>()?) } else { None };
+        this.st.borrow_mut().wbuf.push(rest, shared);
         Self::maybe_pause_protocol(slf)
     }
 
@@ -708,18 +689,11 @@ impl TransportCore {
 
     #[pyo3(signature = (high = None, low = None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let high = high.unwrap_or(match low {
-            None => 64 * 1024,
-            Some(l) => 4 * l,
-        });
-        let low = low.unwrap_or(high / 4);
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!("high ({high}) must be >= low ({low}) must be >= 0")));
-        }
+        let (high, low) = crate::util::water_marks(high, low)?;
         {
             let mut st = slf.get().st.borrow_mut();
-            st.high_water = high as usize;
-            st.low_water = low as usize;
+            st.high_water = high;
+            st.low_water = low;
         }
         Self::maybe_pause_protocol(slf)
     }
@@ -805,6 +779,7 @@ impl TransportCore {
             visit.call(&st.protocol)?;
             visit.call(&st.empty_waiter)?;
             visit.call(&st.context)?;
+            st.wbuf.traverse(&visit)?;
         }
         Ok(())
     }
@@ -812,7 +787,8 @@ impl TransportCore {
     fn __clear__(&self) {
         let old = {
             let mut st = self.st.borrow_mut();
-            (st.loop_.take(), st.transport.take(), st.protocol.take(), st.empty_waiter.take(), st.context.take())
+            let wbuf = std::mem::take(&mut st.wbuf);
+            (st.loop_.take(), st.transport.take(), st.protocol.take(), st.empty_waiter.take(), st.context.take(), wbuf)
         };
         drop(old);
     }

@@ -1,0 +1,71 @@
+"""Stream transport writes that have to wait for the peer: order, copy
+semantics of mutable buffers, and write_eof after buffered data — the same
+on asyncio's loop and ferroloop (whose buffer keeps large bytes objects by
+reference and flushes with sendmsg; crates/ferroloop-py/src/wbuf.rs)."""
+
+import asyncio
+import socket
+
+
+def _expected_and_writes():
+    writes = []
+    for i in range(40):
+        if i % 3 == 0:
+            writes.append(bytes([i]) * 300_000)  # large: kept by reference
+        elif i % 3 == 1:
+            writes.append(bytes([i]) * 10)  # small: coalesced
+        else:
+            writes.append(bytearray([i]) * 70_000)  # mutable: copied
+    return writes
+
+
+def test_order_and_mutation_after_write(loop):
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        with b:
+            tr, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            writes = _expected_and_writes()
+            expected = b"".join(bytes(w) for w in writes)
+            for w in writes:
+                tr.write(w)
+                if isinstance(w, bytearray):
+                    w[:] = b"\xff" * len(w)  # must not change what was queued
+            tr.writelines([b"tail-", memoryview(b"end")])
+            expected += b"tail-end"
+            assert tr.get_write_buffer_size() > 0  # the peer has not read yet
+            tr.write_eof()
+            got = bytearray()
+            while True:
+                chunk = await loop.sock_recv(b, 1 << 20)
+                if not chunk:
+                    break
+                got += chunk
+            assert got == expected
+            assert tr.get_write_buffer_size() == 0
+            tr.close()
+            await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+
+
+def test_abort_drops_buffer(loop):
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        with b:
+            lost = loop.create_future()
+
+            class P(asyncio.Protocol):
+                def connection_lost(self, exc):
+                    lost.set_result(exc)
+
+            tr, _ = await loop.connect_accepted_socket(P, a)
+            tr.write(b"x" * 5_000_000)
+            assert tr.get_write_buffer_size() > 0
+            tr.abort()
+            assert tr.get_write_buffer_size() == 0
+            assert await lost is None
+
+    loop.run_until_complete(main())
