@@ -11,6 +11,7 @@ no descriptor leaked and no ResourceWarning was emitted.
 
 import asyncio
 import contextlib
+import contextvars
 import datetime
 import errno
 import faulthandler
@@ -920,6 +921,66 @@ def test_tls_client_gets_garbage(loop_factory, tls_files):
             await server.wait_closed()
 
     run_case(loop_factory, main)
+
+
+def test_tls_app_callbacks_run_in_creation_context(ferro_loop, tls_files):
+    """ferroloop only (a deliberate difference, docs/DIFFERENCES.md, as
+    uvloop): the TLS application protocol's pause_writing (triggered by a
+    write from another context) and the data_received resumed by
+    resume_reading() (called from another context) run in the context the
+    connection was made in. asyncio runs them in the caller's context."""
+    loop = ferro_loop
+    cvar = contextvars.ContextVar("cvar", default="outer")
+    seen = {}
+
+    class Sink(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.pause_reading()  # never reads: the client must pause
+            transport.write(b"hello")
+            self.transport = transport
+
+    class Client(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.pause_reading()
+            self.transport = transport
+
+        def pause_writing(self):
+            seen.setdefault("pause_writing", cvar.get())
+
+        def data_received(self, data):
+            seen.setdefault("data_received", cvar.get())
+
+    async def main():
+        server = await loop.create_server(Sink, HOST, 0, ssl=server_context(tls_files))
+        try:
+            cvar.set("inner")
+            tr, _ = await loop.create_connection(
+                Client, HOST, port_of(server), ssl=trusting_client_context(tls_files),
+                server_hostname="localhost",
+            )
+            await asyncio.sleep(0.1)  # b"hello" waits in the TLS layer
+
+            def flood():
+                cvar.set("writer")
+                tr.set_write_buffer_limits(high=256, low=128)
+                for _ in range(1000):  # until the TLS layer's buffer passes `high`
+                    if "pause_writing" in seen:
+                        break
+                    tr.write(b"q" * 16384)
+
+            def resume():
+                cvar.set("resumer")
+                tr.resume_reading()
+
+            contextvars.copy_context().run(flood)
+            contextvars.copy_context().run(resume)
+            await wait_until(lambda: len(seen) == 2, 5)
+            tr.abort()
+        finally:
+            server.close()
+
+    loop.run_until_complete(main())
+    assert seen == {"pause_writing": "inner", "data_received": "inner"}
 
 
 # --------------------------------------------------------------------------

@@ -445,12 +445,15 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
         ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
     ):
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = _SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
-        self._socket_transport_class(rawsock)(self, rawsock, ssl_protocol, extra=extra, server=server)
+        transport = self._socket_transport_class(rawsock)(self, rawsock, ssl_protocol, extra=extra, server=server)
+        core = getattr(transport, "_core", None)
+        if core is not None:
+            ssl_protocol._creation_context = core._context
         return ssl_protocol._app_transport
 
     def _log_slow_callback(self, subject, seconds):
@@ -462,6 +465,32 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         # Handles created by this loop report cancellation natively; this
         # exists for code that calls it on asyncio handles it made itself.
         pass
+
+
+class _SSLProtocol(sslproto.SSLProtocol):
+    """asyncio's SSLProtocol, with the application protocol's callbacks in
+    one context: the one the TLS transport was created in, as for every
+    other callback of ferroloop's transports (docs/DIFFERENCES.md).
+
+    Reads, the handshake and connection_lost already reach the application
+    from the socket transport, in that context; the two paths that start in
+    application code are moved into it: flow control triggered by
+    ``write()`` (pause_writing/resume_writing) and the read resumed by
+    ``resume_reading()`` (data_received)."""
+
+    _creation_context = None
+
+    def _control_app_writing(self):
+        ctx = self._creation_context
+        if ctx is None:
+            return super()._control_app_writing()
+        return _ferroloop._run_in_context(ctx, super()._control_app_writing)
+
+    def _resume_reading(self):
+        ctx = self._creation_context
+        if ctx is None:
+            return super()._resume_reading()
+        return _ferroloop._run_in_context(ctx, super()._resume_reading)
 
 
 def _run_unless_cancelled(handle):

@@ -119,3 +119,13 @@ pub(crate) fn private_copy(py: Python<'_>, shared: &Py<PyAny>) -> PyResult<Py<Py
     // reference or NULL with an exception set.
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_Copy(shared.as_ptr())).map(Bound::unbind) }
 }
+
+/// `fn(*args)` inside `ctx`, unless `ctx` is already entered (then where it
+/// is). For Python-level transport code that calls a protocol from outside
+/// the transport's context (python/ferroloop/_loop.py's SSLProtocol).
+#[pyfunction]
+#[pyo3(signature = (ctx, r#fn, *args))]
+pub(crate) fn _run_in_context(ctx: Py<PyAny>, r#fn: Bound<'_, PyAny>, args: Bound<'_, pyo3::types::PyTuple>) -> PyResult<Py<PyAny>> {
+    let py = r#fn.py();
+    run_in_unless_entered(py, Some(&ctx), || r#fn.call1(args).map(Bound::unbind))
+}

@@ -166,6 +166,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<datagram::DatagramCore>()?;
     m.add_function(wrap_pyfunction!(registry::_enable_task_registry, m)?)?;
     m.add_function(wrap_pyfunction!(registry::_live_tasks, m)?)?;
+    m.add_function(wrap_pyfunction!(contexts::_run_in_context, m)?)?;
     patch_types(py);
     Ok(())
 }
