@@ -27,6 +27,18 @@ def _registered(loop, sock):
     return (r is not None, w is not None)
 
 
+async def _cancel_waiting(loop, sock, coro):
+    """Start `coro` (which must wait), cancel it: its reader is gone."""
+    t = asyncio.ensure_future(coro)
+    await asyncio.sleep(0.01)
+    assert not t.done()
+    t.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await t
+    await asyncio.sleep(0)
+    assert _registered(loop, sock) == (False, False)
+
+
 class SubSocket(socket.socket):
     """A subclass: its methods are what the loop must call."""
 
@@ -62,13 +74,7 @@ def test_cancelled_recv_leaves_data_and_slot(loop):
     async def main():
         a, b = _pair()
         with a, b:
-            t = asyncio.ensure_future(loop.sock_recv(a, 100))
-            await asyncio.sleep(0.01)
-            t.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await t
-            await asyncio.sleep(0)
-            assert _registered(loop, a) == (False, False)
+            await _cancel_waiting(loop, a, loop.sock_recv(a, 100))
             assert loop.remove_reader(a) is False
             b.send(b"later")
             await asyncio.sleep(0.01)
@@ -304,3 +310,51 @@ def test_coroutines_not_plain_calls(loop):
             return await asyncio.create_task(loop.sock_recv(a, 1))
 
         assert loop.run_until_complete(main()) == b"x"
+
+
+def test_connect_ok_refused_and_resolved(loop):
+    async def main():
+        srv = socket.create_server(("127.0.0.1", 0))
+        port = srv.getsockname()[1]
+        with srv:
+            c = socket.socket()
+            c.setblocking(False)
+            with c:
+                assert await loop.sock_connect(c, ("localhost", port)) is None
+                assert c.getpeername()[1] == port
+        dead = socket.socket()
+        dead.setblocking(False)
+        with dead:
+            with pytest.raises(ConnectionRefusedError) as ei:
+                await loop.sock_connect(dead, ("127.0.0.1", port))  # closed now
+            assert "Connect call failed" in str(ei.value)
+            assert _registered(loop, dead) == (False, False)
+
+    loop.run_until_complete(main())
+
+
+def test_datagram_sock_methods(loop):
+    async def main():
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for s in (a, b):
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+        with a, b:
+            t = asyncio.ensure_future(loop.sock_recvfrom(a, 100))
+            await asyncio.sleep(0.01)
+            assert not t.done()
+            assert await loop.sock_sendto(b, b"one", a.getsockname()) == 3
+            data, addr = await t
+            assert (data, addr) == (b"one", b.getsockname())
+            buf = bytearray(10)
+            t = asyncio.ensure_future(loop.sock_recvfrom_into(a, buf, 2))
+            await asyncio.sleep(0.01)
+            await loop.sock_sendto(b, b"two", a.getsockname())
+            assert await t == (2, b.getsockname())
+            assert buf[:2] == b"tw"
+            await _cancel_waiting(loop, a, loop.sock_recvfrom(a, 100))
+            with pytest.raises(TypeError):
+                await loop.sock_sendto(b, "text", a.getsockname())
+
+    loop.run_until_complete(main())

@@ -91,17 +91,6 @@ _BORROWED_SELECTOR = (
     "remove_reader",
     "add_writer",
     "remove_writer",
-    "_sock_read_done",
-    "sock_recvfrom",
-    "_sock_recvfrom",
-    "sock_recvfrom_into",
-    "_sock_recvfrom_into",
-    "sock_sendto",
-    "_sock_sendto",
-    "sock_connect",
-    "_sock_connect",
-    "_sock_write_done",
-    "_sock_connect_cb",
     "_sendfile_native",
     "_stop_serving",
 )
@@ -407,6 +396,39 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
 
     async def sock_sendall(self, sock, data):
         r = self._sock_op_sendall(sock, data)
+        if type(r) is _Future:
+            return await r
+        return r
+
+    async def sock_recvfrom(self, sock, bufsize):
+        r = self._sock_op_recvfrom(sock, bufsize)
+        if type(r) is _Future:
+            return await r
+        return r
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        self._check_sock(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        r = self._sock_op_recvfrom_into(sock, buf, nbytes)
+        if type(r) is _Future:
+            return await r
+        return r
+
+    async def sock_sendto(self, sock, data, address):
+        r = self._sock_op_sendto(sock, data, address)
+        if type(r) is _Future:
+            return await r
+        return r
+
+    async def sock_connect(self, sock, address):
+        self._check_sock(sock)  # before resolving, as asyncio
+        if sock.family == socket.AF_INET or (base_events._HAS_IPv6 and sock.family == socket.AF_INET6):
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type, proto=sock.proto, loop=self,
+            )
+            address = resolved[0][4]
+        r = self._sock_op_connect(sock, address)
         if type(r) is _Future:
             return await r
         return r

@@ -1149,6 +1149,32 @@ impl LoopCore {
         Self::sock_start(slf, sock, SockKind::Accept, false)
     }
 
+    /// asyncio's argument checks of the `sock_*` methods, for the Python
+    /// side of those that do more before the operation.
+    fn _check_sock(&self, sock: &Bound<'_, PyAny>) -> PyResult<()> {
+        crate::sockops::check_sock(sock, self.debug())
+    }
+
+    /// The address is already resolved (the Python coroutine does that).
+    fn _sock_op_connect(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, address: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        Self::sock_start(slf, sock, SockKind::Connect { addr: address, started: false }, true)
+    }
+
+    fn _sock_op_recvfrom(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, bufsize: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let args = PyTuple::new(slf.py(), [bufsize])?.unbind();
+        Self::sock_start(slf, sock, SockKind::Call { method: "recvfrom", args }, false)
+    }
+
+    fn _sock_op_recvfrom_into(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, buf: Py<PyAny>, nbytes: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let args = PyTuple::new(slf.py(), [buf, nbytes])?.unbind();
+        Self::sock_start(slf, sock, SockKind::Call { method: "recvfrom_into", args }, false)
+    }
+
+    fn _sock_op_sendto(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, data: Py<PyAny>, address: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let args = PyTuple::new(slf.py(), [data, address])?.unbind();
+        Self::sock_start(slf, sock, SockKind::Call { method: "sendto", args }, true)
+    }
+
     fn _write_to_self(&self) -> PyResult<()> {
         self.wake()
     }

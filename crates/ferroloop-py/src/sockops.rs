@@ -39,6 +39,12 @@ pub(crate) enum SockKind {
     /// for the method path, which sends slices of it).
     SendAll { data: Py<PyAny>, view: Option<Py<PyAny>>, pos: usize },
     Accept,
+    /// `sock.connect(addr)`; once it said EINPROGRESS, readiness means the
+    /// outcome is in SO_ERROR.
+    Connect { addr: Py<PyAny>, started: bool },
+    /// `sock.<method>(*args)`, the same call on every attempt (recvfrom,
+    /// recvfrom_into, sendto).
+    Call { method: &'static str, args: Py<pyo3::types::PyTuple> },
 }
 
 /// A pending `sock_*` operation, held in its descriptor's reader or writer
@@ -61,6 +67,8 @@ impl SockOp {
                 visit.call(view)
             }
             SockKind::Accept => Ok(()),
+            SockKind::Connect { addr, .. } => visit.call(addr),
+            SockKind::Call { args, .. } => visit.call(args),
         }
     }
 }
@@ -269,6 +277,26 @@ impl SockOp {
                         return Ok(Outcome::Done(py.None()));
                     }
                 }
+            }
+            SockKind::Call { method, args } => {
+                not_ready(py, sock.call_method1(*method, args.bind(py).clone()).map(Bound::unbind)).map(done)
+            }
+            SockKind::Connect { addr, started } => {
+                if !*started {
+                    let r = not_ready(py, sock.call_method1(pyo3::intern!(py, "connect"), (addr.bind(py),)))?;
+                    *started = true;
+                    return Ok(done(r.map(|_| py.None())));
+                }
+                // asyncio's _sock_connect_cb.
+                let (sol, so_error) = (libc::SOL_SOCKET, libc::SO_ERROR);
+                let r = not_ready(py, sock.call_method1(pyo3::intern!(py, "getsockopt"), (sol, so_error)))?;
+                let Some(err) = r else { return Ok(Outcome::Pending) };
+                let err: i32 = err.extract()?;
+                if err != 0 {
+                    let msg = format!("Connect call failed {}", addr.bind(py).str()?);
+                    return Err(pyo3::exceptions::PyOSError::new_err((err, msg)));
+                }
+                Ok(Outcome::Done(py.None()))
             }
             SockKind::Accept => {
                 let r = not_ready(py, sock.call_method0(pyo3::intern!(py, "accept")))?;
