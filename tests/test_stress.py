@@ -159,6 +159,72 @@ def test_task_rss_bound_detects_a_small_leak():
 
 
 # --------------------------------------------------------------------------
+# Native I/O objects (sock_* operations, datagram transports) are freed
+# --------------------------------------------------------------------------
+
+_IO_ROUNDS = r"""
+import asyncio, gc, json, socket, ferroloop
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+class P(asyncio.DatagramProtocol):
+    pass
+
+async def rounds(n):
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    for i in range(n):
+        t = asyncio.ensure_future(loop.sock_recv(a, 100))  # waits: a SockOp
+        await asyncio.sleep(0)
+        if i % 2:
+            t.cancel()
+        else:
+            b.send(b"x")
+        try:
+            await t
+        except asyncio.CancelledError:
+            pass
+        await loop.sock_sendall(b, b"y" * 10)
+        await loop.sock_recv(a, 100)
+        if i % 20 == 0:
+            tr, _ = await loop.create_datagram_endpoint(P, local_addr=("127.0.0.1", 0))
+            tr.sendto(b"z", tr.get_extra_info("sockname"))
+            await asyncio.sleep(0)
+            tr.close()
+            await asyncio.sleep(0)
+    a.close()
+    b.close()
+
+async def main():
+    await rounds(10_000)
+    gc.collect()
+    before = rss()
+    await rounds(100_000)
+    gc.collect()
+    print(json.dumps({"growth": rss() - before}))
+
+ferroloop.run(main())
+"""
+
+
+def test_sock_ops_and_datagram_transports_do_not_leak():
+    """100,000 waiting sock_recv calls (half cancelled, half completed) and
+    5,000 datagram transports: RSS stays flat. A Box<SockOp> or a transport
+    core leaked per round would add several MB."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _IO_ROUNDS], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    growth = json.loads(proc.stdout.strip().splitlines()[-1])["growth"]
+    assert growth < 4 * 1024 * 1024, f"RSS grew by {growth / 2**20:.1f} MB"
+
+
+# --------------------------------------------------------------------------
 # Reference cycles are collected
 # --------------------------------------------------------------------------
 
@@ -283,6 +349,59 @@ def test_cycle_unclosed_ferroloop_with_pending_callbacks_is_collected():
     fut.set_result(None)  # queues the done callback as a ready job
     ref = weakref.ref(lp)
     del lp, fut
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        assert _collected(ref)
+
+
+def test_cycle_unclosed_loop_with_pending_sock_op_is_collected():
+    # A sock_recv waiting in the fd table (a native SockOp holding its
+    # Future and socket) and a socket that references the loop.
+    import socket
+
+    lp = ferroloop.new_event_loop()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    fut = lp._sock_op_recv(a, 10)  # not ready: a pending Future
+    assert not fut.done()
+    fut.add_done_callback(lambda f, keep=lp: None)
+    ref = weakref.ref(lp)
+    del lp, fut
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        assert _collected(ref)
+    a.close()
+    b.close()
+
+
+def test_cycle_datagram_transport_and_protocol_collected():
+    # protocol -> transport -> native core -> protocol, after close.
+    import socket
+
+    lp = ferroloop.new_event_loop()
+
+    class P(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+    async def main():
+        tr, pr = await lp.create_datagram_endpoint(P, local_addr=("127.0.0.1", 0))
+        tr.close()
+        await asyncio.sleep(0)
+        return weakref.ref(tr), weakref.ref(pr)
+
+    tref, pref = lp.run_until_complete(main())
+    lp.close()
+    assert _collected(tref) and _collected(pref)
+    # an open one, dropped with its loop unclosed, is collected too
+    lp = ferroloop.new_event_loop()
+    tr, pr = lp.run_until_complete(lp.create_datagram_endpoint(P, family=socket.AF_INET, local_addr=("127.0.0.1", 0)))
+    ref = weakref.ref(lp)
+    del lp, tr, pr
     import warnings
 
     with warnings.catch_warnings():
