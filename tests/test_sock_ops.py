@@ -358,3 +358,52 @@ def test_datagram_sock_methods(loop):
                 await loop.sock_sendto(b, "text", a.getsockname())
 
     loop.run_until_complete(main())
+
+
+def _ssl_socket():
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return ctx.wrap_socket(socket.socket(), server_hostname="example.org", do_handshake_on_connect=False)
+
+
+BAD_CALLS = {
+    "recv_ssl_socket": lambda lp, s, d: lp.sock_recv(_ssl_socket(), 1),
+    "recv_not_a_socket": lambda lp, s, d: lp.sock_recv(None, 1),
+    "sendall_str": lambda lp, s, d: lp.sock_sendall(s, "text"),
+    "sendall_none": lambda lp, s, d: lp.sock_sendall(s, None),
+    "recv_into_int": lambda lp, s, d: lp.sock_recv_into(s, 5),
+    "sendto_bad_address": lambda lp, s, d: lp.sock_sendto(d, b"x", "not an address"),
+    "sendto_str": lambda lp, s, d: lp.sock_sendto(d, "x", ("127.0.0.1", 9)),
+    "recvfrom_negative": lambda lp, s, d: lp.sock_recvfrom(d, -1),
+    "recvfrom_into_too_many": lambda lp, s, d: lp.sock_recvfrom_into(d, bytearray(2), 10),
+    "accept_not_listening": lambda lp, s, d: lp.sock_accept(s),
+    "connect_unix_path_missing": lambda lp, s, d: lp.sock_connect(s, "/nonexistent/ferroloop.sock"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+def test_bad_input_parity(case):
+    """Each bad call raises the same exception type and message on both
+    loops (the expected text is whatever asyncio gives on this Python)."""
+    import ferroloop
+
+    def run(make_loop):
+        lp = make_loop()
+        s, _peer = socket.socketpair()
+        d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for x in (s, d):
+            x.setblocking(False)
+        try:
+            lp.run_until_complete(BAD_CALLS[case](lp, s, d))
+        except Exception as e:  # noqa: BLE001 - compared below
+            return type(e), str(e)
+        finally:
+            for x in (s, _peer, d):
+                x.close()
+            lp.close()
+        return "ok", None
+
+    ours, theirs = run(ferroloop.new_event_loop), run(asyncio.new_event_loop)
+    assert theirs[0] != "ok", "the case must be an error on asyncio"
+    assert ours == theirs
