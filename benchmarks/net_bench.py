@@ -270,6 +270,8 @@ def server_main(argv: list[str]) -> int:
                 server = await asyncio.start_server(_echo_streams, HOST, 0, backlog=128)
             elif flavour == "protocol":
                 server = await loop.create_server(EchoProtocol, HOST, 0, backlog=128)
+            elif flavour == "tls":
+                server = await loop.create_server(EchoProtocol, HOST, 0, backlog=128, ssl=tls_server_context())
             elif flavour == "http":
                 server = await loop.create_server(HttpProtocol, HOST, 0, backlog=128)
             else:
@@ -315,9 +317,31 @@ def server_main(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------
 
 
+def tls_files() -> tuple[str, str]:
+    """The certificate and key pyperformance's bm_asyncio_tcp uses."""
+    d = os.path.dirname(find_asyncio_tcp_file())
+    return os.path.join(d, "ssl_cert.pem"), os.path.join(d, "ssl_key.pem")
+
+
+def tls_server_context():
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*tls_files())
+    return ctx
+
+
 def client_main(argv: list[str]) -> int:
     port, conns, size, n, warmup = (int(a) for a in argv[:5])
     max_seconds = float(argv[5])
+    wrap = None
+    if argv[6:] == ["tls"]:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # a self-signed benchmark certificate
+        wrap = ctx.wrap_socket
     pattern = b"0123456789abcdefghijklmnopqrstuv"
     payload = (pattern * (size // len(pattern) + 1))[:size]
     try:
@@ -325,7 +349,7 @@ def client_main(argv: list[str]) -> int:
         for _ in range(conns):
             s = socket.create_connection((HOST, port), timeout=CLIENT_SOCK_TIMEOUT)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            socks.append(s)
+            socks.append(wrap(s) if wrap else s)
     except BaseException as exc:
         _emit(ERROR_MARK, _bench.describe_error(exc))
         return 0
@@ -620,6 +644,8 @@ def _first_server_error(snap: dict) -> tuple[str, str] | None:
 def _debug_rerun(spec: LoopSpec, flavour: str) -> tuple[str, str] | None:
     """Start the same server with loop.set_debug(True), send it one request
     from a blocking socket and return the first error its loop reported."""
+    if flavour == "tls":
+        return None  # a plain request would only show a TLS error
     deadline = time.monotonic() + 10.0
     try:
         server, port = _start_server(spec, flavour, deadline, debug=True)
@@ -692,7 +718,7 @@ def _start_server(spec: LoopSpec, flavour: str, deadline: float,
 class Case:
     name: str
     kind: str  # echo | http | tcp
-    flavour: str = ""  # echo: sock | streams | protocol; tcp: plain | ssl
+    flavour: str = ""  # echo: sock | streams | protocol | tls; tcp: plain | ssl
     size: int = 0  # echo payload bytes
     n: int = 0  # echo: requests per connection
     n_quick: int = 0
@@ -711,6 +737,7 @@ _FLAVOUR_DOC = {
     "sock": "loop.sock_accept / sock_recv / sock_sendall",
     "streams": "asyncio.start_server, reader.read + writer.write + drain",
     "protocol": "loop.create_server, Protocol.data_received -> transport.write",
+    "tls": "the protocol server over TLS (create_server(ssl=...))",
 }
 
 
@@ -725,6 +752,8 @@ def _build_cases() -> list[Case]:
                     "payloads, external blocking client",
                 )
             )
+    cases.append(Case("echo_tls_1k", "echo", "tls", 1024, 5000, 500,
+                      f"echo server ({_FLAVOUR_DOC['tls']}), 1 KiB payloads, external blocking TLS client"))
     cases.append(Case("http", "http", "http",
                       doc="HTTP/1.1 keep-alive Protocol server, fixed response, driven by wrk"))
     cases.append(Case("asyncio_tcp", "tcp", "plain",
@@ -760,7 +789,7 @@ def measure_echo(case: Case, spec: LoopSpec, st: Settings) -> dict:
     try:
         client = Child(
             ["--_client", str(port), str(st.conns), str(case.size), str(n),
-             str(warmup), f"{client_budget:g}"],
+             str(warmup), f"{client_budget:g}"] + (["tls"] if case.flavour == "tls" else []),
             "client",
         )
         try:

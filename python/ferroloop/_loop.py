@@ -498,9 +498,29 @@ class _SSLProtocol(sslproto.SSLProtocol):
     from the socket transport, in that context; the two paths that start in
     application code are moved into it: flow control triggered by
     ``write()`` (pause_writing/resume_writing) and the read resumed by
-    ``resume_reading()`` (data_received)."""
+    ``resume_reading()`` (data_received).
+
+    The steady-state data path (received records to the application, the
+    application's writes to the socket) runs natively; states, timeouts and
+    flow-control transitions are asyncio's methods."""
 
     _creation_context = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # asyncio's application transport, with write() on the native path
+        # (a subclass adding no state, so the class can be switched).
+        self._app_transport.__class__ = _SSLAppTransport
+
+    # The per-record data path, native (crates/ferroloop-py/src/tls.rs).
+    # Thin methods rather than instance attributes bound with partial(),
+    # which would make every connection a reference cycle.
+
+    def get_buffer(self, n):
+        return _tls_get_buffer(self, n)
+
+    def buffer_updated(self, nbytes):
+        _tls_buffer_updated(self, nbytes)
 
     def _control_app_writing(self):
         ctx = self._creation_context
@@ -513,6 +533,21 @@ class _SSLProtocol(sslproto.SSLProtocol):
         if ctx is None:
             return super()._resume_reading()
         return _ferroloop._run_in_context(ctx, super()._resume_reading)
+
+
+class _SSLAppTransport(sslproto._SSLProtocolTransport):
+    """The application side of a TLS connection: asyncio's, with write()
+    native."""
+
+    __slots__ = ()
+
+    def write(self, data):
+        _tls_write(self._ssl_protocol, data)
+
+
+_tls_get_buffer = _ferroloop._tls_get_buffer
+_tls_buffer_updated = _ferroloop._tls_buffer_updated
+_tls_write = _ferroloop._tls_write
 
 
 def _run_unless_cancelled(handle):

@@ -21,6 +21,7 @@ mod loop_core;
 mod registry;
 mod sockops;
 mod task;
+mod tls;
 mod transport;
 mod util;
 mod wbuf;
@@ -167,6 +168,9 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry::_enable_task_registry, m)?)?;
     m.add_function(wrap_pyfunction!(registry::_live_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(contexts::_run_in_context, m)?)?;
+    m.add_function(wrap_pyfunction!(tls::_tls_buffer_updated, m)?)?;
+    m.add_function(wrap_pyfunction!(tls::_tls_get_buffer, m)?)?;
+    m.add_function(wrap_pyfunction!(tls::_tls_write, m)?)?;
     patch_types(py);
     Ok(())
 }

@@ -1,0 +1,253 @@
+//! The steady-state data path of TLS connections, native.
+//!
+//! TLS is asyncio's `SSLProtocol` (memory BIOs around an `ssl.SSLObject`)
+//! over ferroloop's native transport. Its handshake, shutdown, timeouts and
+//! flow-control transitions stay asyncio's Python code; what runs for every
+//! record once the connection is established — feed the received bytes to
+//! the incoming BIO, read the plaintext out, hand it to the application,
+//! encrypt what the application writes and pass the outgoing BIO to the
+//! socket — is done here, from Rust, with the same steps and the same
+//! objects (`SSLObject.read/write`, `MemoryBIO.write/read`). A Python
+//! `SSLProtocol` runs about sixteen Python frames per echoed record; this
+//! runs none unless a state change or a flow-control transition needs the
+//! Python method, which is then called.
+//!
+//! Anything but the common case — a handshake or shutdown in progress,
+//! paused application reading, a `BufferedProtocol` application, a write
+//! backlog — goes to asyncio's own methods unchanged.
+//! (python/ferroloop/_loop.py, `_SSLProtocol`, installs these functions.)
+
+use pyo3::exceptions::{PyTypeError, PyKeyboardInterrupt, PySystemExit};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyMemoryView, PySlice};
+
+struct Names {
+    wrapped: Py<PyAny>,
+    do_handshake: Py<PyAny>,
+    flushing: Py<PyAny>,
+    shutdown: Py<PyAny>,
+    again_errors: Py<PyAny>,
+}
+
+static NAMES: PyOnceLock<Names> = PyOnceLock::new();
+
+fn names(py: Python<'_>) -> PyResult<&'static Names> {
+    NAMES.get_or_try_init(py, || -> PyResult<_> {
+        let m = py.import("asyncio.sslproto")?;
+        let st = m.getattr("SSLProtocolState")?;
+        Ok(Names {
+            wrapped: st.getattr("WRAPPED")?.unbind(),
+            do_handshake: st.getattr("DO_HANDSHAKE")?.unbind(),
+            flushing: st.getattr("FLUSHING")?.unbind(),
+            shutdown: st.getattr("SHUTDOWN")?.unbind(),
+            again_errors: m.getattr("SSLAgainErrors")?.unbind(),
+        })
+    })
+}
+
+macro_rules! attr {
+    ($obj:expr, $name:literal) => {
+        $obj.getattr(pyo3::intern!($obj.py(), $name))
+    };
+}
+
+fn is_again(py: Python<'_>, e: &PyErr, n: &Names) -> bool {
+    e.matches(py, n.again_errors.bind(py)).unwrap_or(false)
+}
+
+fn fatal(proto: &Bound<'_, PyAny>, e: PyErr) -> PyResult<()> {
+    let py = proto.py();
+    // asyncio's `except Exception`: BaseExceptions that are not Exceptions
+    // (KeyboardInterrupt, SystemExit, CancelledError) propagate.
+    if !e.is_instance_of::<pyo3::exceptions::PyException>(py)
+        || e.is_instance_of::<PySystemExit>(py)
+        || e.is_instance_of::<PyKeyboardInterrupt>(py)
+    {
+        return Err(e);
+    }
+    let exc = crate::util::exc_value(py, e);
+    proto.call_method1(pyo3::intern!(py, "_fatal_error"), (exc, "Fatal error on SSL protocol"))?;
+    Ok(())
+}
+
+/// Whether buffering `size` bytes makes a flow-control method of asyncio's
+/// act: pause when not paused and at/over `high`, resume when paused and
+/// at/under `low`.
+fn crosses_water_mark(
+    proto: &Bound<'_, PyAny>,
+    size: usize,
+    paused: &Bound<'_, pyo3::types::PyString>,
+    low: &Bound<'_, pyo3::types::PyString>,
+    high: &Bound<'_, pyo3::types::PyString>,
+) -> PyResult<bool> {
+    Ok(if proto.getattr(paused)?.is_truthy()? {
+        size <= proto.getattr(low)?.extract::<usize>()?
+    } else {
+        size >= proto.getattr(high)?.extract::<usize>()?
+    })
+}
+
+/// `_process_outgoing` + `_control_app_writing`: the Python method is only
+/// called when the application's writing state must change.
+fn process_outgoing(proto: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = proto.py();
+    let outgoing = attr!(proto, "_outgoing")?;
+    if !attr!(proto, "_ssl_writing_paused")?.is_truthy()? {
+        let data = outgoing.call_method0(pyo3::intern!(py, "read"))?;
+        if data.len()? > 0 {
+            attr!(proto, "_transport")?.call_method1(pyo3::intern!(py, "write"), (data,))?;
+        }
+    }
+    let size: usize = attr!(outgoing, "pending")?.extract::<usize>()? + attr!(proto, "_write_buffer_size")?.extract::<usize>()?;
+    if crosses_water_mark(proto, size, pyo3::intern!(py, "_app_writing_paused"), pyo3::intern!(py, "_outgoing_low_water"), pyo3::intern!(py, "_outgoing_high_water"))? {
+        proto.call_method0(pyo3::intern!(py, "_control_app_writing"))?;
+    }
+    Ok(())
+}
+
+/// `_control_ssl_reading`, calling the Python method only on a transition.
+fn control_ssl_reading(proto: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = proto.py();
+    let size: usize = attr!(attr!(proto, "_incoming")?, "pending")?.extract()?;
+    if crosses_water_mark(proto, size, pyo3::intern!(py, "_ssl_reading_paused"), pyo3::intern!(py, "_incoming_low_water"), pyo3::intern!(py, "_incoming_high_water"))? {
+        proto.call_method0(pyo3::intern!(py, "_control_ssl_reading"))?;
+    }
+    Ok(())
+}
+
+/// `_do_read` for a non-buffered application whose reading is not paused
+/// (the caller checked both), in the WRAPPED state.
+fn read_wrapped(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
+    let py = proto.py();
+    let sslobj = attr!(proto, "_sslobj")?;
+    let max_size = attr!(proto, "max_size")?;
+    let mut chunks: Vec<Bound<'_, PyAny>> = Vec::new();
+    let mut close_notify = false;
+    loop {
+        match sslobj.call_method1(pyo3::intern!(py, "read"), (&max_size,)) {
+            Ok(chunk) => {
+                if !chunk.is_truthy()? {
+                    close_notify = true;
+                    break;
+                }
+                chunks.push(chunk);
+            }
+            Err(e) if is_again(py, &e, n) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if !chunks.is_empty() {
+        let data = if chunks.len() == 1 {
+            chunks.pop().expect("one")
+        } else {
+            PyBytes::new(py, b"").call_method1(pyo3::intern!(py, "join"), (PyList::new(py, chunks)?,))?
+        };
+        attr!(proto, "_app_protocol")?.call_method1(pyo3::intern!(py, "data_received"), (data,))?;
+    }
+    if close_notify {
+        proto.call_method0(pyo3::intern!(py, "_call_eof_received"))?;
+        proto.call_method0(pyo3::intern!(py, "_start_shutdown"))?;
+    }
+    if attr!(proto, "_write_backlog")?.is_truthy()? {
+        proto.call_method0(pyo3::intern!(py, "_do_write"))?;
+    } else {
+        process_outgoing(proto)?;
+    }
+    Ok(())
+}
+
+/// `SSLProtocol.buffer_updated(nbytes)`.
+#[pyfunction]
+pub(crate) fn _tls_buffer_updated(proto: &Bound<'_, PyAny>, nbytes: usize) -> PyResult<()> {
+    let py = proto.py();
+    let n = names(py)?;
+    let view = attr!(proto, "_ssl_buffer_view")?;
+    let part = view.get_item(PySlice::new(py, 0, nbytes as isize, 1))?;
+    attr!(proto, "_incoming")?.call_method1(pyo3::intern!(py, "write"), (part,))?;
+    let state = attr!(proto, "_state")?;
+    if state.is(n.wrapped.bind(py)) {
+        let common = !attr!(proto, "_app_reading_paused")?.is_truthy()? && !attr!(proto, "_app_protocol_is_buffer")?.is_truthy()?;
+        if !common {
+            proto.call_method0(pyo3::intern!(py, "_do_read"))?;
+            return Ok(());
+        }
+        let r = read_wrapped(proto, n).and_then(|()| control_ssl_reading(proto));
+        return match r {
+            Ok(()) => Ok(()),
+            Err(e) => fatal(proto, e),
+        };
+    }
+    let method = if state.is(n.do_handshake.bind(py)) {
+        "_do_handshake"
+    } else if state.is(n.flushing.bind(py)) {
+        "_do_flush"
+    } else if state.is(n.shutdown.bind(py)) {
+        "_do_shutdown"
+    } else {
+        return Ok(());
+    };
+    proto.call_method0(method)?;
+    Ok(())
+}
+
+/// `_SSLProtocolTransport.write(data)` of the transport `proto` made.
+#[pyfunction]
+pub(crate) fn _tls_write(proto: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = proto.py();
+    if !(data.is_instance_of::<PyBytes>() || data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
+        return Err(PyTypeError::new_err(format!(
+            "data: expecting a bytes-like instance, got {}",
+            data.get_type().name()?
+        )));
+    }
+    if !data.is_truthy()? {
+        return Ok(());
+    }
+    let n = names(py)?;
+    let common = attr!(proto, "_state")?.is(n.wrapped.bind(py)) && !attr!(proto, "_write_backlog")?.is_truthy()?;
+    if !common {
+        proto.call_method1(pyo3::intern!(py, "_write_appdata"), ((data,),))?;
+        return Ok(());
+    }
+    // _write_appdata + _do_write with an empty backlog.
+    let len = data.len()?;
+    let r = (|| -> PyResult<()> {
+        let rest = match attr!(proto, "_sslobj")?.call_method1(pyo3::intern!(py, "write"), (data,)) {
+            Ok(count) => {
+                let count: usize = count.extract()?;
+                if count < len {
+                    Some((data.get_item(PySlice::new(py, count as isize, isize::MAX, 1))?, len - count))
+                } else {
+                    None
+                }
+            }
+            Err(e) if is_again(py, &e, n) => Some((data.clone(), len)),
+            Err(e) => return Err(e),
+        };
+        if let Some((rest, left)) = rest {
+            attr!(proto, "_write_backlog")?.call_method1(pyo3::intern!(py, "append"), (rest,))?;
+            let size: usize = attr!(proto, "_write_buffer_size")?.extract()?;
+            proto.setattr(pyo3::intern!(py, "_write_buffer_size"), size + left)?;
+        }
+        process_outgoing(proto)
+    })();
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) => fatal(proto, e),
+    }
+}
+
+/// `SSLProtocol.get_buffer(n)`.
+#[pyfunction]
+pub(crate) fn _tls_get_buffer<'py>(proto: &Bound<'py, PyAny>, n: isize) -> PyResult<Bound<'py, PyAny>> {
+    let py = proto.py();
+    let max_size: isize = attr!(proto, "max_size")?.extract()?;
+    let want = if n <= 0 || n > max_size { max_size } else { n };
+    if (attr!(proto, "_ssl_buffer")?.len()? as isize) < want {
+        let buf = PyByteArray::new(py, &vec![0u8; want as usize]);
+        proto.setattr(pyo3::intern!(py, "_ssl_buffer_view"), PyMemoryView::from(buf.as_any())?)?;
+        proto.setattr(pyo3::intern!(py, "_ssl_buffer"), buf)?;
+    }
+    attr!(proto, "_ssl_buffer_view")
+}
