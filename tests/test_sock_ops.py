@@ -407,3 +407,32 @@ def test_bad_input_parity(case):
     ours, theirs = run(ferroloop.new_event_loop), run(asyncio.new_event_loop)
     assert theirs[0] != "ok", "the case must be an error on asyncio"
     assert ours == theirs
+
+
+def test_large_recv_sizes(loop):
+    """sock_recv(n) with a large n: a stream socket returns what is there
+    (in pieces as it arrives), a datagram comes whole."""
+
+    async def main():
+        a, b = _pair()
+        with a, b:
+            t = asyncio.ensure_future(loop.sock_recv(a, 1 << 20))
+            await asyncio.sleep(0.01)
+            b.send(b"s" * 5000)
+            assert await t == b"s" * 5000
+            b.send(b"t" * 150_000)
+            got = b""
+            while len(got) < 150_000:
+                got += await loop.sock_recv(a, 1 << 20)
+            assert got == b"t" * 150_000
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with u, v:
+            u.bind(("127.0.0.1", 0))
+            u.setblocking(False)
+            t = asyncio.ensure_future(loop.sock_recv(u, 65536))
+            await asyncio.sleep(0.01)
+            v.sendto(b"d" * 40_000, u.getsockname())  # arrives after the wait began
+            assert await t == b"d" * 40_000
+
+    loop.run_until_complete(main())

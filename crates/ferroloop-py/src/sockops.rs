@@ -155,12 +155,27 @@ extern "C" {
     fn _PyBytes_Resize(bytes: *mut *mut pyo3::ffi::PyObject, newsize: pyo3::ffi::Py_ssize_t) -> std::os::raw::c_int;
 }
 
+/// Above this, `sock_recv(n)` sizes its buffer by what a stream socket
+/// holds rather than by `n` (see transport::read_size_hint).
+const BIG_RECV: usize = 16 * 1024;
+
+/// A stream socket: reading less than `n` leaves the rest queued. (A
+/// datagram read must get the whole buffer, or the datagram is cut.)
+fn is_stream(fd: i32) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_TYPE writes one int into `ty`, whose size `len` gives.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&mut ty as *mut libc::c_int).cast(), &mut len) };
+    r == 0 && ty == libc::SOCK_STREAM
+}
+
 fn recv_bytes(py: Python<'_>, fd: i32, n: usize) -> PyResult<Option<Py<PyAny>>> {
     if n == 0 {
         // recv(fd, 0) on a stream socket reports nothing useful; Python's
         // sock.recv(0) returns b'' without waiting too.
         return Ok(Some(PyBytes::new(py, b"").into_any().unbind()));
     }
+    let n = if n > BIG_RECV && is_stream(fd) { crate::transport::read_size_hint(fd, n) } else { n };
     // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new, uninitialised
     // bytes object of n bytes (or NULL with an exception); it is filled by
     // recv before anyone else can see it, then shrunk by _PyBytes_Resize,
