@@ -545,6 +545,8 @@ class _SSLAppTransport(sslproto._SSLProtocolTransport):
         _tls_write(self._ssl_protocol, data)
 
 
+# The native transport calls the two functions directly for this class.
+_ferroloop._register_tls_protocol(_SSLProtocol)
 _tls_get_buffer = _ferroloop._tls_get_buffer
 _tls_buffer_updated = _ferroloop._tls_buffer_updated
 _tls_write = _ferroloop._tls_write

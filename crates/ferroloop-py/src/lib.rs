@@ -171,6 +171,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tls::_tls_buffer_updated, m)?)?;
     m.add_function(wrap_pyfunction!(tls::_tls_get_buffer, m)?)?;
     m.add_function(wrap_pyfunction!(tls::_tls_write, m)?)?;
+    m.add_function(wrap_pyfunction!(tls::_register_tls_protocol, m)?)?;
     patch_types(py);
     Ok(())
 }

@@ -20,7 +20,7 @@
 use pyo3::exceptions::{PyTypeError, PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyList, PyMemoryView, PySlice};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyMemoryView, PySlice, PyType};
 
 struct Names {
     wrapped: Py<PyAny>,
@@ -122,9 +122,19 @@ fn read_wrapped(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
     let py = proto.py();
     let sslobj = attr!(proto, "_sslobj")?;
     let max_size = attr!(proto, "max_size")?;
+    let incoming = attr!(proto, "_incoming")?;
     let mut chunks: Vec<Bound<'_, PyAny>> = Vec::new();
     let mut close_notify = false;
     loop {
+        // With nothing left in the incoming BIO and no decrypted bytes held
+        // by the SSL object, read() could only raise SSLWantReadError (the
+        // loop's usual end); skip building that exception.
+        if !chunks.is_empty()
+            && attr!(incoming, "pending")?.extract::<usize>()? == 0
+            && sslobj.call_method0(pyo3::intern!(py, "pending"))?.extract::<usize>()? == 0
+        {
+            break;
+        }
         match sslobj.call_method1(pyo3::intern!(py, "read"), (&max_size,)) {
             Ok(chunk) => {
                 if !chunk.is_truthy()? {
@@ -157,14 +167,51 @@ fn read_wrapped(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
     Ok(())
 }
 
+/// The `SSLProtocol` subclass whose `get_buffer`/`buffer_updated` are the
+/// functions below: the native transport calls them directly, without a
+/// Python method call (python/ferroloop/_loop.py registers it).
+static TLS_PROTOCOL_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+#[pyfunction]
+pub(crate) fn _register_tls_protocol(cls: Bound<'_, PyType>) -> PyResult<()> {
+    let py = cls.py();
+    TLS_PROTOCOL_TYPE.get_or_init(py, || cls.unbind());
+    Ok(())
+}
+
+/// `protocol` is exactly the registered TLS protocol class.
+pub(crate) fn is_tls_protocol(protocol: &Bound<'_, PyAny>) -> bool {
+    TLS_PROTOCOL_TYPE.get(protocol.py()).is_some_and(|t| protocol.get_type().is(t.bind(protocol.py())))
+}
+
+/// Records up to this size are handed to the incoming BIO as a bytes copy
+/// rather than a memoryview slice (a GC-tracked object per record).
+const COPY_MAX: usize = 16 * 1024;
+
 /// `SSLProtocol.buffer_updated(nbytes)`.
 #[pyfunction]
 pub(crate) fn _tls_buffer_updated(proto: &Bound<'_, PyAny>, nbytes: usize) -> PyResult<()> {
     let py = proto.py();
     let n = names(py)?;
     let view = attr!(proto, "_ssl_buffer_view")?;
-    let part = view.get_item(PySlice::new(py, 0, nbytes as isize, 1))?;
-    attr!(proto, "_incoming")?.call_method1(pyo3::intern!(py, "write"), (part,))?;
+    let incoming = attr!(proto, "_incoming")?;
+    let copied = if nbytes <= COPY_MAX {
+        pyo3::buffer::PyBuffer::<u8>::get(&view)
+            .ok()
+            .filter(|pb| pb.is_c_contiguous() && pb.item_count() >= nbytes)
+            .map(|pb| {
+                // SAFETY: the buffer is C-contiguous with at least `nbytes`
+                // initialised bytes and stays exported while `pb` lives.
+                let bytes = unsafe { std::slice::from_raw_parts(pb.buf_ptr() as *const u8, nbytes) };
+                PyBytes::new(py, bytes)
+            })
+    } else {
+        None
+    };
+    match copied {
+        Some(b) => incoming.call_method1(pyo3::intern!(py, "write"), (b,))?,
+        None => incoming.call_method1(pyo3::intern!(py, "write"), (view.get_item(PySlice::new(py, 0, nbytes as isize, 1))?,))?,
+    };
     let state = attr!(proto, "_state")?;
     if state.is(n.wrapped.bind(py)) {
         let common = !attr!(proto, "_app_reading_paused")?.is_truthy()? && !attr!(proto, "_app_protocol_is_buffer")?.is_truthy()?;

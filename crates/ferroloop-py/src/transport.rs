@@ -278,7 +278,13 @@ impl TransportCore {
     fn read_into_buffer(slf: &Bound<'_, TransportCore>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let got = protocol.call_method1(pyo3::intern!(py, "get_buffer"), (-1,)).and_then(|buf| {
+        let tls = crate::tls::is_tls_protocol(protocol);
+        let buf = if tls {
+            crate::tls::_tls_get_buffer(protocol, -1)
+        } else {
+            protocol.call_method1(pyo3::intern!(py, "get_buffer"), (-1,))
+        };
+        let got = buf.and_then(|buf| {
             let pb = PyBuffer::<u8>::get(&buf)?;
             if pb.item_count() == 0 {
                 return Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer"));
@@ -307,7 +313,12 @@ impl TransportCore {
         if n == 0 {
             return Self::on_eof(slf, protocol);
         }
-        if let Err(e) = protocol.call_method1(pyo3::intern!(py, "buffer_updated"), (n,)) {
+        let updated = if tls {
+            crate::tls::_tls_buffer_updated(protocol, n as usize)
+        } else {
+            protocol.call_method1(pyo3::intern!(py, "buffer_updated"), (n,)).map(drop)
+        };
+        if let Err(e) = updated {
             return this.fatal(py, e, "Fatal error: protocol.buffer_updated() call failed.");
         }
         if n as usize == cap || this.st.borrow().peer_closed {
