@@ -367,8 +367,15 @@ def _ssl_socket():
     return ctx.wrap_socket(socket.socket(), server_hostname="example.org", do_handshake_on_connect=False)
 
 
+class _DgramWithSibling(socket.socket):
+    """A datagram socket carrying an SSLSocket for the cases that need one
+    (closed with it)."""
+
+    ssl_sibling = None
+
+
 BAD_CALLS = {
-    "recv_ssl_socket": lambda lp, s, d: lp.sock_recv(_ssl_socket(), 1),
+    "recv_ssl_socket": lambda lp, s, d: lp.sock_recv(d.ssl_sibling, 1),
     "recv_not_a_socket": lambda lp, s, d: lp.sock_recv(None, 1),
     "sendall_str": lambda lp, s, d: lp.sock_sendall(s, "text"),
     "sendall_none": lambda lp, s, d: lp.sock_sendall(s, None),
@@ -391,7 +398,8 @@ def test_bad_input_parity(case):
     def run(make_loop):
         lp = make_loop()
         s, _peer = socket.socketpair()
-        d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        d = _DgramWithSibling(socket.AF_INET, socket.SOCK_DGRAM)
+        d.ssl_sibling = _ssl_socket()
         for x in (s, d):
             x.setblocking(False)
         try:
@@ -399,7 +407,7 @@ def test_bad_input_parity(case):
         except Exception as e:  # noqa: BLE001 - compared below
             return type(e), str(e)
         finally:
-            for x in (s, _peer, d):
+            for x in (s, _peer, d, d.ssl_sibling):
                 x.close()
             lp.close()
         return "ok", None
