@@ -154,3 +154,42 @@ def test_protocol_error_is_fatal_for_the_connection(loop, tls_files, caplog):  #
 
     with caplog.at_level(logging.ERROR):
         loop.run_until_complete(main())
+
+
+def test_start_tls_both_sides(loop, tls_files):  # noqa: F811
+    """A plain connection upgraded with loop.start_tls() on both ends, then
+    bulk data both ways; bad arguments fail as in asyncio."""
+    payload = b"z" * 3_000_000
+
+    async def main():
+        accepted = loop.create_future()
+
+        class Plain(Collect):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                accepted.set_result(self)
+
+        server = await loop.create_server(Plain, HOST, 0)
+        ctr, cp = await loop.create_connection(Collect, HOST, port_of(server))
+        sp = await accepted
+        with pytest.raises(TypeError, match="sslcontext is expected"):
+            await loop.start_tls(ctr, cp, object())
+        server_tls = loop.create_task(
+            loop.start_tls(sp.transport, sp, server_context(tls_files), server_side=True)
+        )
+        client_tr = await loop.start_tls(
+            ctr, cp, trusting_client_context(tls_files), server_hostname="localhost"
+        )
+        server_tr = await server_tls
+        client_tr.write(payload)
+        await _wait(lambda: len(sp.data) >= len(payload))
+        assert bytes(sp.data) == payload
+        server_tr.write(b"ok")
+        await _wait(lambda: cp.data == b"ok")
+        assert client_tr.get_extra_info("ssl_object") is not None
+        client_tr.close()
+        await asyncio.wait_for(cp.lost, 10)
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())

@@ -26,6 +26,11 @@ import logging
 import sys
 import threading
 import weakref
+
+try:
+    import ssl
+except ImportError:  # a Python built without ssl
+    ssl = None
 from asyncio import base_events, constants, coroutines, events, selector_events, sslproto, unix_events
 
 from . import _ferroloop
@@ -65,7 +70,6 @@ _BORROWED_BASE = (
     "sendfile",
     "_sendfile_fallback",
     "_check_sendfile_params",
-    "start_tls",
     "create_datagram_endpoint",
     "_ensure_resolved",
     "_create_server_getaddrinfo",
@@ -477,6 +481,46 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         if core is not None:
             ssl_protocol._creation_context = core._context
         return ssl_protocol._app_transport
+
+    async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
+                        server_hostname=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        """asyncio's start_tls (same checks, order and failure handling),
+        with ferroloop's SSLProtocol: the native per-record path, and the
+        application callbacks in the upgraded transport's context."""
+        if ssl is None:
+            raise RuntimeError("Python ssl module is not available")
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(
+                f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}"
+            )
+        if not getattr(transport, "_start_tls_compatible", False):
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        done = self.create_future()
+        tls = _SSLProtocol(
+            self, protocol, sslcontext, done, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False,
+        )
+        core = getattr(transport, "_core", None)
+        if core is not None:
+            tls._creation_context = core._context
+        # Reading stays paused until the TLS protocol has been told about
+        # its transport, so no record reaches it before connection_made().
+        transport.pause_reading()
+        transport.set_protocol(tls)
+        scheduled = (
+            self.call_soon(tls.connection_made, transport),
+            self.call_soon(transport.resume_reading),
+        )
+        try:
+            await done
+        except BaseException:
+            transport.close()
+            for handle in scheduled:
+                handle.cancel()
+            raise
+        return tls._app_transport
 
     def _log_slow_callback(self, subject, seconds):
         # asyncio's logger, looked up at call time (tests patch it); the
