@@ -208,3 +208,20 @@ def test_ferroloop_callbacks_run_in_creation_context(ferro_loop):
 
     loop.run_until_complete(main())
     assert seen == {"data": "inner", "lost": "inner"}
+
+
+def test_sendto_without_address_on_unconnected_socket(loop):
+    """asyncio calls sock.sendto(data, None): a TypeError, fatal for the
+    transport; ferroloop does the same there (only a connected, nameless
+    peer gets send())."""
+
+    async def main():
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+        tr, pr = await _endpoint(loop, local_addr=("127.0.0.1", 0))
+        tr.sendto(b"where to?")
+        exc = await asyncio.wait_for(pr.lost, 5)
+        assert isinstance(exc, TypeError)
+        assert [c["message"] for c in errors] == ["Fatal write error on datagram transport"]
+
+    loop.run_until_complete(main())

@@ -236,7 +236,10 @@ class DatagramTransport(_NativeTransport, transports._FlowControlMixin, transpor
         super().__init__(extra, loop)
         self._init_socket(loop, sock, None)
         self._address = address
-        core = self._core = _ferroloop.DatagramCore(loop, self, sock, protocol, address, bool(self._extra["peername"]))
+        peer = self._extra["peername"]
+        core = self._core = _ferroloop.DatagramCore(
+            loop, self, sock, protocol, address, bool(peer), peer is not None and not peer,
+        )
         self.sendto = core.sendto
         self.is_closing = core.is_closing
         self.get_write_buffer_size = core.get_write_buffer_size

@@ -47,6 +47,8 @@ struct DgState {
     address: Option<Py<PyAny>>,
     /// `extra['peername']` is truthy: send() instead of sendto().
     connected: bool,
+    /// Connected to a peer without a name (`peername == ''`: a socketpair).
+    nameless_peer: bool,
     buffer: VecDeque<(Py<PyAny>, Py<PyAny>)>,
     buffer_size: usize,
     closing: bool,
@@ -199,11 +201,14 @@ impl DatagramCore {
     }
 
     fn send_one(&self, py: Python<'_>, sock: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>, addr: &Bound<'_, PyAny>) -> Io {
-        let connected = self.st.borrow().connected;
+        let (connected, nameless) = {
+            let st = self.st.borrow();
+            (st.connected, st.nameless_peer)
+        };
         // A connected socket whose peer has no name (a socketpair) is sent
         // to with send() too: asyncio would call sendto(data, None), a
         // TypeError that kills the transport (see docs/DIFFERENCES.md).
-        let r = if connected || addr.is_none() {
+        let r = if connected || (nameless && addr.is_none()) {
             sock.call_method1(pyo3::intern!(py, "send"), (data,))
         } else {
             sock.call_method1(pyo3::intern!(py, "sendto"), (data, addr))
@@ -308,7 +313,7 @@ impl DatagramCore {
 #[pymethods]
 impl DatagramCore {
     #[new]
-    #[pyo3(signature = (r#loop, transport, sock, protocol, address, connected))]
+    #[pyo3(signature = (r#loop, transport, sock, protocol, address, connected, nameless_peer))]
     fn py_new(
         r#loop: Bound<'_, LoopCore>,
         transport: Bound<'_, PyAny>,
@@ -316,6 +321,7 @@ impl DatagramCore {
         protocol: Bound<'_, PyAny>,
         address: Option<Bound<'_, PyAny>>,
         connected: bool,
+        nameless_peer: bool,
     ) -> PyResult<Self> {
         let py = r#loop.py();
         let fd: i32 = sock.call_method0("fileno")?.extract()?;
@@ -327,6 +333,7 @@ impl DatagramCore {
                 sock: Some(sock.unbind()),
                 address: address.filter(|a| a.is_truthy().unwrap_or(true)).map(Bound::unbind),
                 connected,
+                nameless_peer,
                 buffer: VecDeque::new(),
                 buffer_size: 0,
                 closing: false,
