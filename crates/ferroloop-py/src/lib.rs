@@ -18,6 +18,7 @@ mod gil;
 mod handle;
 mod imports;
 mod loop_core;
+mod recv;
 mod registry;
 mod sockops;
 mod task;

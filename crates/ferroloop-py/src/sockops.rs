@@ -151,12 +151,8 @@ fn not_ready<T>(py: Python<'_>, r: PyResult<T>) -> PyResult<Option<T>> {
     }
 }
 
-extern "C" {
-    fn _PyBytes_Resize(bytes: *mut *mut pyo3::ffi::PyObject, newsize: pyo3::ffi::Py_ssize_t) -> std::os::raw::c_int;
-}
-
 /// Above this, `sock_recv(n)` sizes its buffer by what a stream socket
-/// holds rather than by `n` (see transport::read_size_hint).
+/// holds rather than by `n` (see recv::stream_read_size).
 const BIG_RECV: usize = 16 * 1024;
 
 /// A stream socket: reading less than `n` leaves the rest queued. (A
@@ -175,29 +171,17 @@ fn recv_bytes(py: Python<'_>, fd: i32, n: usize) -> PyResult<Option<Py<PyAny>>> 
         // sock.recv(0) returns b'' without waiting too.
         return Ok(Some(PyBytes::new(py, b"").into_any().unbind()));
     }
-    let n = if n > BIG_RECV && is_stream(fd) { crate::transport::read_size_hint(fd, n) } else { n };
-    // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new, uninitialised
-    // bytes object of n bytes (or NULL with an exception); it is filled by
-    // recv before anyone else can see it, then shrunk by _PyBytes_Resize,
-    // which may move it (updating `obj`) or fail (leaving NULL and an
-    // exception). On EAGAIN or error the object is released unseen.
-    unsafe {
-        let mut obj = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as pyo3::ffi::Py_ssize_t);
-        if obj.is_null() {
-            return Err(PyErr::fetch(py));
+    let size = if n > BIG_RECV && is_stream(fd) { crate::recv::stream_read_size(fd, n) } else { n };
+    loop {
+        match crate::recv::recv_new_bytes(py, fd, size)? {
+            Ok(b) => return Ok(Some(b.into_any().unbind())),
+            Err(e) => match e.raw_os_error() {
+                // PEP 475, as Python's socket methods: retry after handlers.
+                Some(libc::EINTR) => py.check_signals()?,
+                Some(libc::EAGAIN) => return Ok(None),
+                _ => return Err(os_error(e)),
+            },
         }
-        let buf = pyo3::ffi::PyBytes_AsString(obj);
-        let got = match syscall(py, || libc::recv(fd, buf.cast(), n, 0)) {
-            Ok(Some(got)) => got,
-            other => {
-                pyo3::ffi::Py_DECREF(obj);
-                return other.map(|_| None);
-            }
-        };
-        if got < n && _PyBytes_Resize(&mut obj, got as pyo3::ffi::Py_ssize_t) < 0 {
-            return Err(PyErr::fetch(py));
-        }
-        Ok(Some(Bound::from_owned_ptr(py, obj).unbind()))
     }
 }
 

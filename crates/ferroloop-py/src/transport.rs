@@ -29,6 +29,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::gil::GilCell;
 use crate::loop_core::{Job, LoopCore};
 use crate::util::is_fatal;
+use crate::recv::{recv_new_bytes, stream_read_size};
 use crate::wbuf::WriteBuf;
 
 /// asyncio's `_SelectorTransport.max_size`: bytes asked of one `recv`.
@@ -40,55 +41,6 @@ const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 /// the data is received straight into a `bytes` object (one copy) instead of
 /// the shared buffer (two copies).
 const LARGE_READ: usize = 16 * 1024;
-
-extern "C" {
-    // Exported by libpython (not part of pyo3-ffi's public surface).
-    fn _PyBytes_Resize(bytes: *mut *mut pyo3::ffi::PyObject, newsize: pyo3::ffi::Py_ssize_t) -> std::os::raw::c_int;
-}
-
-/// How many bytes to allocate for a read of at most `max` bytes straight
-/// into a new `bytes`: what the socket holds (FIONREAD), not `max`. A
-/// `max`-sized allocation above glibc's mmap threshold (128 KiB) would be a
-/// fresh mmap — page faults and zeroing — then an mremap and a munmap, for
-/// every read.
-pub(crate) fn read_size_hint(fd: i32, max: usize) -> usize {
-    let mut avail: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer, which points at
-    // a live c_int; failure leaves it untouched.
-    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail as *mut libc::c_int) };
-    if r == 0 && avail > 0 {
-        (avail as usize).min(max)
-    } else {
-        // Nothing queued (or not a socket): an EOF or EAGAIN needs no room.
-        LARGE_READ.min(max)
-    }
-}
-
-/// `recv()` into a new `bytes` sized by [`read_size_hint`], shrunk to what
-/// arrived.
-fn recv_into_new_bytes(py: Python<'_>, fd: i32) -> PyResult<Result<Bound<'_, PyBytes>, std::io::Error>> {
-    // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new, uninitialised
-    // bytes object of n bytes (or NULL with an exception); we fill it with
-    // recv before anyone else can see it, and _PyBytes_Resize may move it
-    // (updating `obj`) or fail (setting it to NULL with an exception set).
-    unsafe {
-        let size = read_size_hint(fd, MAX_SIZE);
-        let mut obj = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as pyo3::ffi::Py_ssize_t);
-        if obj.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        let n = libc::recv(fd, pyo3::ffi::PyBytes_AsString(obj).cast(), size, 0);
-        if n < 0 {
-            let e = last_os_error();
-            pyo3::ffi::Py_DECREF(obj);
-            return Ok(Err(e));
-        }
-        if (n as usize) < size && _PyBytes_Resize(&mut obj, n as pyo3::ffi::Py_ssize_t) < 0 {
-            return Err(PyErr::fetch(py));
-        }
-        Ok(Ok(Bound::from_owned_ptr(py, obj).cast_into_unchecked()))
-    }
-}
 
 thread_local! {
     /// One receive buffer per thread, shared by all transports: data is
@@ -244,7 +196,7 @@ impl TransportCore {
         if buffered {
             return Self::read_into_buffer(slf, &protocol);
         }
-        let received = if large { recv_into_new_bytes(py, this.fd)? } else { SCRATCH.with(|s| {
+        let received = if large { recv_new_bytes(py, this.fd, stream_read_size(this.fd, MAX_SIZE))? } else { SCRATCH.with(|s| {
             let mut buf = s.borrow_mut();
             // SAFETY: `buf` is a valid writable region of MAX_SIZE bytes and
             // `this.fd` is the transport's socket.
