@@ -41,6 +41,7 @@ __all__ = ("Loop", "new_event_loop")
 logger = logging.getLogger("asyncio")
 
 _BaseEventLoop = base_events.BaseEventLoop
+_PY313 = sys.version_info >= (3, 13)
 _Future = _ferroloop.Future
 
 # asyncio functions reused by reference (not copied): cold paths whose exact
@@ -96,8 +97,7 @@ _BORROWED_SELECTOR = (
     "add_writer",
     "remove_writer",
     "_sendfile_native",
-    "_stop_serving",
-)
+) + (() if _PY313 else ("_stop_serving",))
 
 _BORROWED_UNIX = (
     "_process_self_data",
@@ -157,6 +157,10 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         self._internal_fds = 0
         self._signal_handlers = {}
         self._children = {}
+        if _PY313:
+            # create_unix_server(cleanup_socket=True) (3.13) records here the
+            # inode of each path it bound; _stop_serving unlinks it.
+            self._unix_server_sockets = {}
         self.set_debug(coroutines._is_debug_mode())
 
     for _cls, _names in (
@@ -167,6 +171,25 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         for _name in _names:
             locals()[_name] = getattr(_cls, _name)
     del _cls, _names, _name
+
+    if _PY313:
+        def _stop_serving(self, sock):
+            # asyncio 3.13's Unix loop removes the socket file of a
+            # cleanup_socket=True server when it stops serving, unless the
+            # path has been bound again since (another inode). Its own method
+            # cannot be borrowed: it reaches the selector loop with super().
+            path = sock.getsockname() if sock in self._unix_server_sockets else None
+            selector_events.BaseSelectorEventLoop._stop_serving(self, sock)
+            if path is None:
+                return
+            inode = self._unix_server_sockets.pop(sock)
+            try:
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     @property
     def _debug(self):

@@ -10,6 +10,7 @@ sendfile's empty-waiter handshake and the repr. Behaviour follows asyncio's
 ``_SelectorSocketTransport``.
 """
 
+import sys
 import warnings
 
 from asyncio import base_events, constants, transports, trsock
@@ -19,6 +20,11 @@ from asyncio.log import logger
 from . import _ferroloop
 
 __all__ = ("SocketTransport", "DatagramTransport")
+
+# asyncio 3.13's Server keeps its clients (for close_clients/abort_clients):
+# _attach/_detach take the transport there and nothing before.
+# tests/test_asyncio_private_api.py holds this to the running asyncio.
+SERVER_TRACKS_CLIENTS = sys.version_info >= (3, 13)
 
 
 class _NativeTransport:
@@ -126,7 +132,10 @@ class _NativeTransport:
         self._loop = None
         server = self._server
         if server is not None:
-            server._detach()
+            if SERVER_TRACKS_CLIENTS:
+                server._detach(self)
+            else:
+                server._detach()
             self._server = None
 
     def __del__(self, _warn=warnings.warn):
@@ -172,7 +181,10 @@ class SocketTransport(_NativeTransport, transports._FlowControlMixin, transports
         self.get_write_buffer_size = core.get_write_buffer_size
         base_events._set_nodelay(sock)
         if server is not None:
-            server._attach()
+            if SERVER_TRACKS_CLIENTS:
+                server._attach(self)
+            else:
+                server._attach()
         loop._transports[self._sock_fd] = self
         core._register()
         self._announce(protocol, waiter)

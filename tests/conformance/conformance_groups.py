@@ -17,18 +17,21 @@ when its file is named explicitly on the pytest command line (which is what
 """
 
 import os
+import sys
 
 ENV_VAR = "FERROLOOP_CONFORMANCE_GROUPS"
 
 GROUPS = {
     "core": (
         "test_conf_context.py",
+        "test_conf_eager_task_factory.py",
         "test_conf_futures.py",
         "test_conf_futures2.py",
         "test_conf_locks.py",
         "test_conf_pep492.py",
         "test_conf_queues.py",
         "test_conf_runners.py",
+        "test_conf_staggered.py",
         "test_conf_taskgroups.py",
         "test_conf_tasks.py",
         "test_conf_threads.py",
@@ -54,6 +57,18 @@ GROUPS = {
 }
 
 DEFAULT = ("core",)
+
+#: Modules whose upstream module first exists in that Python version; on an
+#: older interpreter they are not collected (nothing to run).
+SINCE = {
+    "test_conf_eager_task_factory.py": (3, 12),
+    "test_conf_staggered.py": (3, 13),
+}
+
+
+def exists_here(module):
+    """Whether the running Python has the upstream module of ``module``."""
+    return sys.version_info >= SINCE.get(module, (0,))
 
 
 def group_of(module):

@@ -45,6 +45,8 @@ def pytest_ignore_collect(collection_path, config):
     name = collection_path.name
     if (name.startswith("test_conf_") and name.endswith(".py")
             and collection_path.resolve().parent == _HERE):
+        if not groups.exists_here(name):
+            return True
         group = groups.group_of(name)
         if group is not None and group not in _ENABLED_GROUPS:
             return True

@@ -31,6 +31,8 @@ rather than the loop's behaviour:
   Subprocesses are covered by the proc group.
 """
 
+import sys
+
 from test.test_asyncio import test_unix_events as _cpy
 
 import conformance_target
@@ -44,3 +46,7 @@ class TargetUnixSocketTests(conformance_target.SelectorEventLoopIsTarget,
 SelectorEventLoopUnixSockSendfileTests = \
     _cpy.SelectorEventLoopUnixSockSendfileTests
 TestFunctional = _cpy.TestFunctional
+
+if sys.version_info >= (3, 12):
+    # A forked child gets no share of the parent's running loop.
+    TestFork = _cpy.TestFork

@@ -299,11 +299,23 @@ impl Future {
         if !exc.is_instance_of::<pyo3::exceptions::PyBaseException>() {
             return Err(PyTypeError::new_err("invalid exception object"));
         }
-        if exc.get_type().is(py.get_type::<PyStopIteration>()) {
-            return Err(PyTypeError::new_err(
-                "StopIteration interacts badly with generators and cannot be raised into a Future",
-            ));
-        }
+        const STOP_ITERATION_MSG: &str =
+            "StopIteration interacts badly with generators and cannot be raised into a Future";
+        let exc = if crate::pyver::at_least(13) {
+            // 3.13 stores a RuntimeError caused by it (any StopIteration).
+            if exc.is_instance_of::<PyStopIteration>() {
+                let wrapped = PyRuntimeError::new_err(STOP_ITERATION_MSG).into_value(py).into_bound(py).into_any();
+                wrapped.setattr("__cause__", &exc)?;
+                wrapped.setattr("__context__", &exc)?;
+                wrapped
+            } else {
+                exc
+            }
+        } else if exc.get_type().is(py.get_type::<PyStopIteration>()) {
+            return Err(PyTypeError::new_err(STOP_ITERATION_MSG));
+        } else {
+            exc
+        };
         let tb = exc.getattr("__traceback__")?;
         {
             let mut st = slf.get().st.borrow_mut();
@@ -741,10 +753,24 @@ impl FutureIter {
         self.__next__(py)
     }
 
-    #[pyo3(signature = (typ, val = None, tb = None, /))]
-    fn throw(&self, py: Python<'_>, typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let val = val.filter(|v| !v.is_none());
-        let tb = tb.filter(|t| !t.is_none());
+    #[pyo3(signature = (typ, *rest))]
+    fn throw(&self, py: Python<'_>, typ: &Bound<'_, PyAny>, rest: &Bound<'_, PyTuple>) -> PyResult<()> {
+        if rest.len() > 2 {
+            return Err(PyTypeError::new_err(format!("throw expected at most 3 arguments, got {}", rest.len() + 1)));
+        }
+        if !rest.is_empty() && crate::pyver::at_least(12) {
+            // As generators' throw() since 3.12, counted by arguments given
+            // (an explicit None included).
+            PyErr::warn(
+                py,
+                &py.get_type::<pyo3::exceptions::PyDeprecationWarning>(),
+                c"the (type, exc, tb) signature of throw() is deprecated, use the single-arg signature instead.",
+                1,
+            )?;
+        }
+        let val = rest.get_item(0).ok().filter(|v| !v.is_none());
+        let tb = rest.get_item(1).ok().filter(|t| !t.is_none());
+        let (val, tb) = (val.as_ref(), tb.as_ref());
         if let Some(tb) = tb {
             if !tb.is_instance_of::<pyo3::types::PyTraceback>() {
                 return Err(PyTypeError::new_err("throw() third argument must be a traceback"));

@@ -18,6 +18,7 @@ mod gil;
 mod handle;
 mod imports;
 mod loop_core;
+mod pyver;
 mod recv;
 mod registry;
 mod sockops;
@@ -156,6 +157,7 @@ fn patch_types(py: Python<'_>) {
 #[pymodule]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    pyver::init(py);
     imports::init(py)?;
     contexts::verify_layout(py)?;
     m.add_class::<loop_core::LoopCore>()?;

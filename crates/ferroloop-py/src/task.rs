@@ -224,6 +224,12 @@ impl Task {
             Some(p) => current.set_item(&loop_, p)?,
             None => current.del_item(&loop_)?,
         }
+        if Self::fut(slf).get().state() != State::Pending {
+            // A task finished by its eager step lets go of its coroutine
+            // (asyncio 3.12+, gh-122332): get_coro() is None.
+            let old = slf.get().st.borrow_mut().coro.take();
+            drop(old);
+        }
         r
     }
 
@@ -542,6 +548,11 @@ impl Task {
         let mut st = self.st.borrow_mut();
         if st.num_cancels_requested > 0 {
             st.num_cancels_requested -= 1;
+            // 3.13: withdrawing the last request also withdraws a cancel
+            // not yet delivered (TaskGroup and timeout() rely on it).
+            if st.num_cancels_requested == 0 && crate::pyver::at_least(13) {
+                st.must_cancel = false;
+            }
         }
         st.num_cancels_requested
     }
