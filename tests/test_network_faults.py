@@ -21,6 +21,7 @@ import logging
 import os
 import resource
 import socket
+import sys
 import ssl
 import struct
 import tempfile
@@ -1178,7 +1179,10 @@ def test_unclosed_transport_is_reported(loop_factory):
         transport.write(b"hello")
         assert await asyncio.wait_for(done, 2) == b"hello"
         server.close()
-        await server.wait_closed()
+        if sys.version_info < (3, 12):
+            # From 3.12 on wait_closed() also waits for the connections,
+            # which stay open here on purpose.
+            await server.wait_closed()
         # Neither the client's nor the server's transport is closed.
 
     _, found = run_case(loop_factory, main, check_warnings=False)

@@ -5,6 +5,9 @@ reference and flushes with sendmsg; crates/ferroloop-py/src/wbuf.rs)."""
 
 import asyncio
 import socket
+import sys
+
+import pytest
 
 
 def _expected_and_writes():
@@ -19,7 +22,12 @@ def _expected_and_writes():
     return writes
 
 
-def test_order_and_mutation_after_write(loop):
+def test_order_and_mutation_after_write(loop, request):
+    if sys.version_info >= (3, 12) and request.node.callspec.id == "asyncio":
+        # asyncio 3.12+ queues the caller's bytearray itself, so a later
+        # mutation changes what is sent; ferroloop keeps the copy
+        # (docs/DIFFERENCES.md). The control is only valid on 3.11.
+        request.applymarker(pytest.mark.xfail(reason="asyncio 3.12+ queues mutable data by reference"))
     async def main():
         a, b = socket.socketpair()
         a.setblocking(False)

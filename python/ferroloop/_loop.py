@@ -103,7 +103,6 @@ _BORROWED_UNIX = (
     "_process_self_data",
     "_handle_signal",
     "_check_signal",
-    "add_signal_handler",
     "remove_signal_handler",
     "_make_read_pipe_transport",
     "_make_write_pipe_transport",
@@ -114,6 +113,11 @@ _BORROWED_UNIX = (
     "_sock_sendfile_update_filepos",
     "_sock_add_cancellation_callback",
 )
+
+
+# asyncio functions that a method of Loop calls explicitly after doing its
+# own part (tests/test_asyncio_private_api.py checks them as the borrowed).
+_WRAPPED = ((unix_events._UnixSelectorEventLoop, "add_signal_handler"),)
 
 
 class _SelectorView:
@@ -651,16 +655,23 @@ class _AllTasksView:
         self._weakset.discard(task)
 
 
+# The module-level WeakSet of asyncio.tasks that all_tasks() lists, per
+# version (3.12 renamed it when eager tasks got a set of their own). From
+# 3.14 on, all_tasks() is C code reading per-thread lists: no registry there,
+# tasks register in asyncio's own structures (docs/DIFFERENCES.md).
+_ALL_TASKS_SET = {(3, 11): "_all_tasks", (3, 12): "_scheduled_tasks", (3, 13): "_scheduled_tasks"}
+
+
 def _install_task_registry():
-    # Only where all_tasks() reads a module-level WeakSet we can wrap
-    # (Python 3.11); elsewhere tasks keep registering in asyncio's set.
     from asyncio import tasks
 
-    current = getattr(tasks, "_all_tasks", None)
-    if sys.version_info[:2] != (3, 11) or current is None:
+    name = _ALL_TASKS_SET.get(sys.version_info[:2])
+    if name is None:
         return
+    # Present on every version listed: tests/test_asyncio_private_api.py.
+    current = getattr(tasks, name)
     if not isinstance(current, _AllTasksView):
-        tasks._all_tasks = _AllTasksView(current)
+        setattr(tasks, name, _AllTasksView(current))
     _ferroloop._enable_task_registry()
 
 
