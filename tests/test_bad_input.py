@@ -10,6 +10,7 @@ the stdlib produces on this Python, not a string written down here.
 
 import asyncio
 import decimal
+import sys
 import threading
 import types
 
@@ -483,13 +484,33 @@ def test_invalid_state_message_parity(action):
     assert_parity(action, asyncio.InvalidStateError)
 
 
-@pytest.mark.parametrize("exc", [StopIteration, StopIteration(), StopIteration("x")], ids=repr)
+class _StopIterationSubclass(StopIteration):
+    pass
+
+
+@pytest.mark.parametrize(
+    "exc", [StopIteration, StopIteration(), StopIteration("x"), _StopIterationSubclass()], ids=repr)
 def test_set_exception_stop_iteration(loop, exc):
+    msg = "StopIteration interacts badly with generators and cannot be raised into a Future"
     fut = loop.create_future()
-    with pytest.raises(TypeError) as ei:
+    if sys.version_info >= (3, 13):
+        # 3.13 stores a RuntimeError caused by it, for any StopIteration.
         fut.set_exception(exc)
-    assert str(ei.value) == "StopIteration interacts badly with generators and cannot be raised into a Future"
-    assert not fut.done()
+        err = fut.exception()
+        assert type(err) is RuntimeError and str(err) == msg
+        assert type(err.__cause__) is (exc if isinstance(exc, type) else type(exc))
+        assert err.__context__ is err.__cause__
+        if not isinstance(exc, type):
+            assert err.__cause__ is exc
+    elif type(exc) is _StopIterationSubclass:
+        # Before 3.13 only StopIteration itself is refused.
+        fut.set_exception(exc)
+        assert fut.exception() is exc
+    else:
+        with pytest.raises(TypeError) as ei:
+            fut.set_exception(exc)
+        assert str(ei.value) == msg
+        assert not fut.done()
 
 
 @pytest.mark.parametrize("bad", [1, "error", object(), int], ids=repr)

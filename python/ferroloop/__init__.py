@@ -49,8 +49,29 @@ def run(main, *, debug=None, loop_factory=new_event_loop, **run_kwargs):
         return runner.run(main)
 
 
-class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
-    """An event loop policy whose loops are ferroloop loops."""
+# asyncio.DefaultEventLoopPolicy under the name that does not warn: from
+# 3.14 on, reading the public alias is deprecated (policies are), and that
+# would make importing ferroloop itself warn.
+from asyncio.unix_events import _UnixDefaultEventLoopPolicy as _DefaultPolicy  # noqa: E402
+
+
+class EventLoopPolicy(_DefaultPolicy):
+    """An event loop policy whose loops are ferroloop loops.
+
+    Deprecated from Python 3.14 on, as asyncio's policies are; prefer
+    ``ferroloop.run()`` or ``asyncio.run(..., loop_factory=ferroloop.new_event_loop)``.
+    """
+
+    def __init__(self):
+        if _sys.version_info >= (3, 14):
+            _warnings.warn(
+                "ferroloop.EventLoopPolicy is deprecated and slated for removal "
+                "with asyncio's policies (Python 3.16); use ferroloop.run() or "
+                "asyncio.run(..., loop_factory=ferroloop.new_event_loop)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        super().__init__()
 
     def _loop_factory(self):
         return new_event_loop()

@@ -216,14 +216,16 @@ impl DatagramCore {
         classify(py, r)
     }
 
-    /// asyncio's `_sendto_ready`.
+    /// asyncio's `_sendto_ready`. (3.13.0's subtracts only the payload of
+    /// what it added with the header, so its size never returns to 0; here
+    /// what leaves the buffer takes out what it put in.)
     fn write_ready(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let Some(sock) = this.field(py, |s| &s.sock) else { return Ok(()) };
         loop {
             let Some((data, addr)) = this.st.borrow_mut().buffer.pop_front() else { break };
-            let len = data.bind(py).len()?;
+            let len = buffered_size(data.bind(py).len()?);
             this.st.borrow_mut().buffer_size -= len;
             match this.send_one(py, sock.bind(py), data.bind(py), addr.bind(py)) {
                 Io::Done(_) => {}
@@ -368,7 +370,8 @@ impl DatagramCore {
                 data.get_type().name()?.repr()?
             )));
         }
-        if !data.is_truthy()? {
+        // Before 3.13 asyncio drops empty datagrams; 3.13 sends them.
+        if !crate::pyver::at_least(13) && !data.is_truthy()? {
             return Ok(());
         }
         let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
@@ -408,7 +411,7 @@ impl DatagramCore {
         }
         // What is buffered must not change under us.
         let owned = PyBytes::new(py, &pyo3::buffer::PyBuffer::<u8>::get(data)?.to_vec(py)?);
-        let len = owned.len()?;
+        let len = buffered_size(owned.len()?);
         {
             let mut st = this.st.borrow_mut();
             st.buffer.push_back((owned.into_any().unbind(), addr.unbind()));
@@ -558,5 +561,15 @@ impl DatagramCore {
             (st.loop_.take(), st.transport.take(), st.protocol.take(), st.sock.take(), st.address.take(), st.context.take(), b)
         };
         drop(old);
+    }
+}
+
+/// What one queued datagram adds to `get_write_buffer_size()`: its payload,
+/// and from 3.13 on 8 bytes of header, as asyncio counts.
+fn buffered_size(payload: usize) -> usize {
+    if crate::pyver::at_least(13) {
+        payload + 8
+    } else {
+        payload
     }
 }

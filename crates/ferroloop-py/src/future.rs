@@ -753,7 +753,7 @@ impl FutureIter {
         self.__next__(py)
     }
 
-    #[pyo3(signature = (typ, *rest))]
+    #[pyo3(signature = (typ, /, *rest))]
     fn throw(&self, py: Python<'_>, typ: &Bound<'_, PyAny>, rest: &Bound<'_, PyTuple>) -> PyResult<()> {
         if rest.len() > 2 {
             return Err(PyTypeError::new_err(format!("throw expected at most 3 arguments, got {}", rest.len() + 1)));

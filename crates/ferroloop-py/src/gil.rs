@@ -9,8 +9,10 @@
 //! re-enter the same object); re-entrancy bugs therefore show up as a
 //! `RefCell` panic, which PyO3 turns into a Python exception, never as UB.
 
-#[cfg(Py_GIL_DISABLED)]
-compile_error!("ferroloop relies on the GIL; free-threaded builds are not supported yet");
+//
+//! The module is declared `gil_used = true` (lib.rs): a free-threaded
+//! interpreter re-enables the GIL when it imports ferroloop, which keeps this
+//! reasoning valid there (docs/ARCHITECTURE.md, "Free-threaded Python").
 
 use std::cell::{Ref, RefCell, RefMut};
 

@@ -154,7 +154,9 @@ fn patch_types(py: Python<'_>) {
     }
 }
 
-#[pymodule]
+// Needs the GIL: every GilCell relies on it (gil.rs). On a free-threaded
+// interpreter this makes the import re-enable the GIL instead of racing.
+#[pymodule(gil_used = true)]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     pyver::init(py);

@@ -951,31 +951,58 @@ impl LoopCore {
         Future::new_for_loop(slf)
     }
 
-    #[pyo3(signature = (coro, *, name = None, context = None, eager_start = None))]
+    #[pyo3(signature = (coro, *, name = None, context = None, eager_start = None, **kwargs))]
     fn create_task<'py>(
         slf: &Bound<'py, Self>,
         coro: &Bound<'py, PyAny>,
         name: Option<Bound<'py, PyAny>>,
         context: Option<Bound<'py, PyAny>>,
         eager_start: Option<bool>,
+        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         slf.get().check_closed()?;
         let factory = slf.get().st.borrow().task_factory.as_ref().map(|f| f.clone_ref(py));
+        let extra = kwargs.filter(|k| !k.is_empty());
         match factory {
-            None => Ok(Task::new_for_loop(slf, coro, name, context, eager_start.unwrap_or(false))?.into_any()),
+            None => {
+                if let Some(extra) = extra {
+                    // asyncio 3.13.3+ hands them to Task(), which takes none.
+                    let key = extra.keys().get_item(0)?;
+                    return Err(PyTypeError::new_err(format!(
+                        "create_task() got an unexpected keyword argument {}",
+                        key.repr()?
+                    )));
+                }
+                Ok(Task::new_for_loop(slf, coro, name, context, eager_start.unwrap_or(false))?.into_any())
+            }
             Some(f) => {
-                let kwargs = PyDict::new(py);
+                // Keyword arguments a custom factory understands reach it
+                // (asyncio 3.13.3+ forwards all of them; ferroloop does on
+                // every version, as it accepts eager_start everywhere).
+                let fkwargs = match extra {
+                    Some(e) => e.copy()?,
+                    None => PyDict::new(py),
+                };
                 if let Some(c) = context.filter(|c| !c.is_none()) {
-                    kwargs.set_item("context", c)?;
+                    fkwargs.set_item("context", c)?;
                 }
                 if let Some(e) = eager_start {
-                    kwargs.set_item("eager_start", e)?;
+                    fkwargs.set_item("eager_start", e)?;
                 }
-                let task = f.bind(py).call((slf, coro), Some(&kwargs))?;
-                if let Some(n) = name.filter(|n| !n.is_none()) {
-                    if let Ok(set_name) = task.getattr("set_name") {
-                        set_name.call1((n,))?;
+                let name = name.filter(|n| !n.is_none());
+                let forward_name = crate::pyver::at_least_patch(13, 3);
+                if forward_name {
+                    if let Some(n) = &name {
+                        fkwargs.set_item("name", n)?;
+                    }
+                }
+                let task = f.bind(py).call((slf, coro), Some(&fkwargs))?;
+                if !forward_name {
+                    if let Some(n) = name {
+                        if let Ok(set_name) = task.getattr("set_name") {
+                            set_name.call1((n,))?;
+                        }
                     }
                 }
                 Ok(task)
