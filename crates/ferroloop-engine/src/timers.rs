@@ -59,9 +59,16 @@ impl<T> TimerHeap<T> {
         }
     }
 
+    /// Schedule `item` at `when`. A NaN deadline is due at once: asyncio's
+    /// `_run_once` treats a timer as due unless `when >= end_time`, which is
+    /// false for NaN, so such a timer fires in the next iteration. It is
+    /// kept here as `-inf` (the heap needs a total order) and reported so by
+    /// [`peek_when`](Self::peek_when) and [`pop`](Self::pop); the caller
+    /// keeps the original value for display.
     pub fn push(&mut self, when: f64, item: T) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let when = if when.is_nan() { f64::NEG_INFINITY } else { when };
         self.heap.push(Entry { when, seq, item });
     }
 
@@ -160,6 +167,21 @@ mod tests {
             assert_eq!(x % 2, 0);
             last = when;
         }
+    }
+
+    #[test]
+    fn nan_deadlines_are_due_first_in_fifo_order() {
+        let mut h = TimerHeap::new();
+        h.push(1.0, "a");
+        h.push(f64::NAN, "nan1");
+        h.push(f64::NEG_INFINITY, "neg_inf");
+        h.push(-f64::NAN, "nan2");
+        h.push(f64::INFINITY, "inf");
+        assert_eq!(h.peek_when(), Some(f64::NEG_INFINITY));
+        let order: Vec<_> = std::iter::from_fn(|| h.pop()).collect();
+        let names: Vec<_> = order.iter().map(|(_, x)| *x).collect();
+        assert_eq!(names, vec!["nan1", "neg_inf", "nan2", "a", "inf"]);
+        assert!(order.iter().all(|(w, _)| !w.is_nan()));
     }
 
     #[test]

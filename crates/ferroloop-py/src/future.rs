@@ -520,38 +520,45 @@ impl Future {
     fn remove_done_callback(slf: &Bound<'_, Self>, r#fn: &Bound<'_, PyAny>) -> PyResult<usize> {
         let py = slf.py();
         slf.get().ensure_alive()?;
-        let old = std::mem::take(&mut slf.get().st.borrow_mut().callbacks);
-        let mut kept = Vec::with_capacity(old.len());
-        let mut removed = 0;
-        let mut err = None;
-        for cb in old {
-            let matches = match &cb {
-                Callback::Py { cb: f, .. } if err.is_none() => match f.bind(py).eq(r#fn) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        err = Some(e);
-                        false
-                    }
-                },
-                _ => false,
-            };
-            if matches {
-                removed += 1;
-            } else {
-                kept.push(cb);
+        // Compare against a snapshot and leave the list in place meanwhile:
+        // `__eq__` is Python code and may resolve the future (which must then
+        // schedule every callback, as asyncio does) or add/remove callbacks.
+        let candidates: Vec<Py<PyAny>> = slf
+            .get()
+            .st
+            .borrow()
+            .callbacks
+            .iter()
+            .filter_map(|cb| match cb {
+                Callback::Py { cb, .. } => Some(cb.clone_ref(py)),
+                _ => None,
+            })
+            .collect();
+        let mut matched: Vec<usize> = Vec::new();
+        for cand in &candidates {
+            if cand.bind(py).eq(r#fn)? {
+                matched.push(cand.as_ptr() as usize);
             }
         }
-        {
-            // Callbacks added by an __eq__ during the scan go after the kept ones.
+        if matched.is_empty() {
+            return Ok(0);
+        }
+        // Remove what matched and is still registered (if the future was
+        // resolved during the scan, its callbacks are already scheduled and
+        // the list is empty: nothing is lost).
+        let removed: Vec<Callback> = {
             let mut st = slf.get().st.borrow_mut();
-            let added = std::mem::take(&mut st.callbacks);
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.callbacks)
+                .into_iter()
+                .partition(|cb| matches!(cb, Callback::Py { cb, .. } if matched.contains(&(cb.as_ptr() as usize))));
             st.callbacks = kept;
-            st.callbacks.extend(added);
-        }
-        match err {
-            Some(e) => Err(e),
-            None => Ok(removed),
-        }
+            gone
+        };
+        let n = removed.len();
+        // Dropped after the list is settled: a destructor may run Python.
+        drop(removed);
+        drop(candidates);
+        Ok(n)
     }
 
     fn _make_cancelled_error<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -753,7 +753,9 @@ impl LoopCore {
         // queue already holds.
         let registered = !this.st.borrow().fds.is_empty();
         if timeout != Some(0.0) || registered {
-            let dur = timeout.map(Duration::from_secs_f64);
+            // Never NaN (the heap keys NaN deadlines as -inf); try_ keeps a
+            // stray one from panicking all the same.
+            let dur = timeout.map(|t| Duration::try_from_secs_f64(t).unwrap_or(Duration::ZERO));
             let mut events = std::mem::take(&mut *this.io_events.lock().unwrap_or_else(|e| e.into_inner()));
             events.clear();
             let poll = |events: &mut Vec<Readiness>| match this.reactor.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
