@@ -847,3 +847,21 @@ def test_remove_done_callback_eq_error_keeps_callbacks(loop):
     fut.set_result(1)
     loop.run_until_complete(asyncio.sleep(0))
     assert ran == [fut]
+
+
+def test_set_debug_keeps_the_value_given(loop):
+    loop.set_debug("yes")
+    assert loop.get_debug() == "yes"
+    loop.set_debug(0)
+    assert loop.get_debug() == 0
+    loop.set_debug(False)
+
+
+@pytest.mark.parametrize("when", [10**400, -(10**400)])
+def test_call_at_int_beyond_float_range(loop, when):
+    fired = []
+    h = loop.call_at(when, fired.append, 1)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert fired == ([1] if when < 0 else [])
+    h.cancel()

@@ -158,6 +158,9 @@ pub(crate) struct LoopState {
     closed: bool,
     running: bool,
     debug: bool,
+    /// What set_debug() was given (get_debug() returns it, as asyncio's
+    /// does); `debug` is its truth value, read on the hot path.
+    debug_value: Option<Py<PyAny>>,
     thread_id: u64,
     task_factory: Option<Py<PyAny>>,
     slow_callback_duration: f64,
@@ -859,6 +862,7 @@ impl LoopCore {
                 closed: false,
                 running: false,
                 debug: false,
+                debug_value: None,
                 thread_id: 0,
                 task_factory: None,
                 slow_callback_duration: 0.1,
@@ -945,7 +949,21 @@ impl LoopCore {
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
-        let when: f64 = when.extract()?;
+        let when: f64 = match when.extract() {
+            Ok(w) => w,
+            // An int beyond float range (asyncio compares it exactly with
+            // float times): as far away as a float can say.
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(slf.py())
+                && when.is_instance_of::<pyo3::types::PyInt>() =>
+            {
+                if when.lt(0)? {
+                    f64::NEG_INFINITY
+                } else {
+                    f64::INFINITY
+                }
+            }
+            Err(e) => return Err(e),
+        };
         Self::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
@@ -1049,12 +1067,22 @@ impl LoopCore {
         self.st.borrow().closed
     }
 
-    fn get_debug(&self) -> bool {
-        self.st.borrow().debug
+    fn get_debug(&self, py: Python<'_>) -> Py<PyAny> {
+        let st = self.st.borrow();
+        match &st.debug_value {
+            Some(v) => v.clone_ref(py),
+            None => pyo3::types::PyBool::new(py, st.debug).to_owned().into_any().unbind(),
+        }
     }
 
     fn set_debug(&self, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.st.borrow_mut().debug = enabled.is_truthy()?;
+        let truth = enabled.is_truthy()?;
+        let old = {
+            let mut st = self.st.borrow_mut();
+            st.debug = truth;
+            st.debug_value.replace(enabled.clone().unbind())
+        };
+        drop(old);
         Ok(())
     }
 
@@ -1227,6 +1255,7 @@ impl LoopCore {
                 visit.call(h)?;
             }
             visit.call(&st.task_factory)?;
+            visit.call(&st.debug_value)?;
             for e in st.fds.values() {
                 if let Some(w) = &e.reader {
                     w.traverse(&visit)?;
@@ -1246,7 +1275,12 @@ impl LoopCore {
     fn __clear__(&self) {
         let taken = {
             let mut st = self.st.borrow_mut();
-            (std::mem::take(&mut st.ready), st.timers.drain(), st.task_factory.take(), std::mem::take(&mut st.fds))
+            (
+                std::mem::take(&mut st.ready),
+                st.timers.drain(),
+                (st.task_factory.take(), st.debug_value.take()),
+                std::mem::take(&mut st.fds),
+            )
         };
         let cached = self.ctx_cache.borrow_mut().take();
         drop((taken, cached));
