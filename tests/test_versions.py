@@ -13,34 +13,20 @@ import ferroloop
 PY = sys.version_info[:2]
 
 
-def test_uncancel_to_zero_and_pending_cancel(loop):
+@pytest.mark.parametrize("started", [True, False], ids=["waiting", "not_started"])
+def test_uncancel_to_zero_withdraws_a_pending_cancel(loop, started):
     # 3.13: uncancel() reaching 0 withdraws a cancel() that has not been
     # delivered yet; before, the task is still cancelled at its next step.
     async def child():
-        await asyncio.sleep(0)
+        if started:
+            await asyncio.sleep(0)
         return "finished"
 
     async def main():
         t = loop.create_task(child())
-        await asyncio.sleep(0)  # t is now waiting in sleep(0)'s yield
-        t.cancel()
-        t.uncancel()
-        try:
-            return await t
-        except asyncio.CancelledError:
-            return "cancelled"
-
-    got = loop.run_until_complete(main())
-    assert got == ("finished" if PY >= (3, 13) else "cancelled")
-
-
-def test_uncancel_when_must_cancel_is_set(loop):
-    async def child():
-        return "finished"
-
-    async def main():
-        t = loop.create_task(child())  # not started yet: cancel() sets _must_cancel
-        t.cancel()
+        if started:
+            await asyncio.sleep(0)  # t now waits in sleep(0)'s bare yield
+        t.cancel()  # nothing to cancel it through: the cancel is pending
         assert t.uncancel() == 0
         try:
             return await t
