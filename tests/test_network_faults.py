@@ -1188,3 +1188,45 @@ def test_unclosed_transport_is_reported(loop_factory):
     _, found = run_case(loop_factory, main, check_warnings=False)
     unclosed = [m for m in found if m.startswith("unclosed transport")]
     assert len(unclosed) == 2, found
+
+
+def test_dropped_transport_kept_open_after_eof_is_collected(loop):
+    # eof_received() returning True keeps the transport open for writing;
+    # dropped without close(), asyncio's loop no longer references it (its
+    # reader is gone), so it is collected: ResourceWarning, socket closed.
+    async def main():
+        eof = loop.create_future()
+
+        class KeepOpen(asyncio.Protocol):
+            def connection_made(self, tr):
+                self.tr = tr
+
+            def eof_received(self):
+                eof.set_result(None)
+                return True
+
+        a, b = socket.socketpair()
+        fd = a.fileno()
+        tr, _ = await loop.connect_accepted_socket(KeepOpen, a)
+        del a
+        b.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(eof, 5)
+        tr.write(b"still writable")  # goes out at once: no backlog
+        assert b.recv(100) == b"still writable"
+        b.close()
+        del tr
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                gc.collect()
+                await asyncio.sleep(0.01)
+        try:
+            os.fstat(fd)
+            closed = False
+        except OSError:
+            closed = True
+        return closed, [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+    closed, warned = loop.run_until_complete(main())
+    assert closed
+    assert any(m.startswith("unclosed transport") for m in warned), warned

@@ -74,6 +74,10 @@ struct CoreState {
     low_water: usize,
     empty_waiter: Option<Py<PyAny>>,
     registered: bool,
+    /// The protocol kept the transport open after EOF (eof_received()
+    /// returned true): nothing more is read, so the reactor needs the
+    /// transport only while a write waits (see `park`).
+    read_side_done: bool,
     /// Size of the last read, to pick the receive strategy.
     last_read: usize,
     /// The context current when the transport was made: protocol callbacks
@@ -296,8 +300,12 @@ impl TransportCore {
         };
         if keep_open {
             // The protocol may still write, but nothing more can be read.
-            this.st.borrow_mut().reading = false;
-            Ok(())
+            {
+                let mut st = this.st.borrow_mut();
+                st.reading = false;
+                st.read_side_done = true;
+            }
+            Self::park_if_idle(slf)
         } else {
             Self::begin_close(slf)
         }
@@ -346,11 +354,56 @@ impl TransportCore {
                 if let Some(t) = this.wrapper(py) {
                     t.call_method1("_call_connection_lost", (py.None(),))?;
                 }
-            } else if eof {
-                // SAFETY: shutdown on our socket descriptor; errors ignored
-                // as the peer may already be gone.
-                unsafe { libc::shutdown(this.fd, libc::SHUT_WR) };
+            } else {
+                if eof {
+                    // SAFETY: shutdown on our socket descriptor; errors ignored
+                    // as the peer may already be gone.
+                    unsafe { libc::shutdown(this.fd, libc::SHUT_WR) };
+                }
+                Self::park_if_idle(slf)?;
             }
+        }
+        Ok(())
+    }
+
+    /// asyncio's loop holds a transport only through its reader and writer
+    /// handles. Once the read side is done (EOF kept open) and nothing waits
+    /// to be written, ferroloop's reactor lets go of it too, so a transport
+    /// the program drops without close() is collected and its socket closed
+    /// (with asyncio's ResourceWarning) instead of living as long as the loop.
+    fn park_if_idle(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let l = {
+            let st = this.st.borrow();
+            if !st.registered || !st.read_side_done || st.buffered_len() > 0 || st.closing {
+                return Ok(());
+            }
+            st.loop_.as_ref().map(|l| l.clone_ref(py))
+        };
+        if let Some(l) = l {
+            l.get().unregister_transport(py, this.fd)?;
+        }
+        this.st.borrow_mut().registered = false;
+        Ok(())
+    }
+
+    /// Back into the reactor when a parked transport has to wait for a
+    /// writable edge (registering reports the current readiness: no edge is
+    /// lost).
+    fn unpark(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let l = {
+            let st = this.st.borrow();
+            if st.registered {
+                return Ok(());
+            }
+            st.loop_.as_ref().map(|l| l.clone_ref(py))
+        };
+        if let Some(l) = l {
+            l.get().register_transport(py, this.fd, slf.clone().unbind())?;
+            this.st.borrow_mut().registered = true;
         }
         Ok(())
     }
@@ -485,6 +538,7 @@ impl TransportCore {
                 low_water: 16 * 1024,
                 empty_waiter: None,
                 registered: false,
+                read_side_done: false,
                 last_read: 0,
                 context: Some(crate::util::copy_context(py)?),
             }),
@@ -577,6 +631,7 @@ impl TransportCore {
                 return Ok(());
             }
             this.st.borrow_mut().want_write = true;
+            Self::unpark(slf)?;
         }
         let shared = if owned.is_none() { Some(data.cast::<PyBytes>()?) } else { None };
         this.st.borrow_mut().wbuf.push(rest, shared);
