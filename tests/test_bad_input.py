@@ -865,3 +865,18 @@ def test_call_at_int_beyond_float_range(loop, when):
     loop.run_forever()
     assert fired == ([1] if when < 0 else [])
     h.cancel()
+
+
+class _HugeFileno:
+    def fileno(self):
+        return 10**10
+
+
+@pytest.mark.parametrize("fd", [10**10, _HugeFileno(), -(10**10)], ids=["huge", "huge_fileno", "negative_huge"])
+def test_add_reader_descriptor_out_of_c_range(loop, fd):
+    with pytest.raises((ValueError, OverflowError)) as ei:
+        loop.add_reader(fd, print)
+    if fd == -(10**10):
+        assert (ei.type, str(ei.value)) == (ValueError, "Invalid file descriptor: -10000000000")
+    else:
+        assert (ei.type, str(ei.value)) == (OverflowError, "Python int too large to convert to C int")

@@ -618,18 +618,39 @@ impl LoopCore {
         Ok(())
     }
 
+    /// selectors' `_fileobj_to_fd`, then what `epoll.register` says of a
+    /// number that is no C int (asyncio's errors, in asyncio's order).
     fn fd_of(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
-        let fd: i32 = match obj.extract::<i32>() {
-            Ok(fd) => fd,
-            Err(_) => match obj.getattr_opt("fileno")? {
-                Some(f) => f.call0()?.extract().map_err(|_| PyValueError::new_err(format!("Invalid file object: {}", obj.repr().map(|r| r.to_string()).unwrap_or_default())))?,
-                None => return Err(PyValueError::new_err(format!("Invalid file object: {}", obj.repr()?))),
-            },
-        };
-        if fd < 0 {
-            return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+        if let Ok(fd) = obj.extract::<i32>() {
+            if fd < 0 {
+                return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+            }
+            return Ok(fd);
         }
-        Ok(fd)
+        let py = obj.py();
+        let invalid = || PyValueError::new_err(format!("Invalid file object: {}", obj.repr().map(|r| r.to_string()).unwrap_or_default()));
+        let num = if obj.is_instance_of::<pyo3::types::PyInt>() {
+            obj.clone()
+        } else {
+            let r = obj.getattr("fileno").and_then(|f| f.call0()).and_then(|n| py.get_type::<pyo3::types::PyInt>().call1((n,)));
+            match r {
+                Ok(n) => n,
+                Err(e)
+                    if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py)
+                        || e.is_instance_of::<PyTypeError>(py)
+                        || e.is_instance_of::<PyValueError>(py) =>
+                {
+                    return Err(invalid())
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if num.lt(0)? {
+            return Err(PyValueError::new_err(format!("Invalid file descriptor: {}", num.str()?)));
+        }
+        num.extract::<i32>().map_err(|_| {
+            pyo3::exceptions::PyOverflowError::new_err("Python int too large to convert to C int")
+        })
     }
 
     fn add_io(
