@@ -372,19 +372,13 @@ impl TransportCore {
     /// the program drops without close() is collected and its socket closed
     /// (with asyncio's ResourceWarning) instead of living as long as the loop.
     fn park_if_idle(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let l = {
-            let st = this.st.borrow();
-            if !st.registered || !st.read_side_done || st.buffered_len() > 0 || st.closing {
-                return Ok(());
-            }
-            st.loop_.as_ref().map(|l| l.clone_ref(py))
+        let idle = {
+            let st = slf.get().st.borrow();
+            st.registered && st.read_side_done && st.buffered_len() == 0 && !st.closing
         };
-        if let Some(l) = l {
-            l.get().unregister_transport(py, this.fd)?;
+        if idle {
+            Self::set_registered(slf, false)?;
         }
-        this.st.borrow_mut().registered = false;
         Ok(())
     }
 
@@ -392,19 +386,23 @@ impl TransportCore {
     /// writable edge (registering reports the current readiness: no edge is
     /// lost).
     fn unpark(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
+        if !slf.get().st.borrow().registered {
+            Self::set_registered(slf, true)?;
+        }
+        Ok(())
+    }
+
+    fn set_registered(slf: &Bound<'_, TransportCore>, on: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let l = {
-            let st = this.st.borrow();
-            if st.registered {
-                return Ok(());
-            }
-            st.loop_.as_ref().map(|l| l.clone_ref(py))
-        };
-        if let Some(l) = l {
+        let l = this.st.borrow().loop_.as_ref().map(|l| l.clone_ref(py));
+        let Some(l) = l else { return Ok(()) };
+        if on {
             l.get().register_transport(py, this.fd, slf.clone().unbind())?;
-            this.st.borrow_mut().registered = true;
+        } else {
+            l.get().unregister_transport(py, this.fd)?;
         }
+        this.st.borrow_mut().registered = on;
         Ok(())
     }
 
