@@ -444,3 +444,28 @@ def test_large_recv_sizes(loop):
             assert await t == b"d" * 40_000
 
     loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("op", ["reader", "writer"])
+def test_remove_io_of_a_socket_closed_since(loop, op):
+    # The registration is found by the socket object itself (asyncio's
+    # selector keeps it), although its fileno() is now -1: anyio closes a
+    # UNIX stream's socket and then removes its reader.
+    a, b = socket.socketpair()
+    try:
+        getattr(loop, f"add_{op}")(a, lambda: None)
+        a.close()
+        assert getattr(loop, f"remove_{op}")(a) is True
+        # Once removed, nothing knows the object any more: asyncio's error.
+        with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+            getattr(loop, f"remove_{op}")(a)
+    finally:
+        b.close()
+
+
+def test_remove_reader_of_an_unknown_closed_socket(loop):
+    a, b = socket.socketpair()
+    a.close()
+    b.close()
+    with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+        loop.remove_reader(a)

@@ -111,6 +111,10 @@ struct FdEntry {
     reader: Option<Waiter>,
     writer: Option<Waiter>,
     transport: Option<Py<TransportCore>>,
+    /// The file object add_reader/add_writer first got for this descriptor
+    /// (None for a plain int): as asyncio's selector key keeps it, so that
+    /// remove_reader(sock) finds the registration after `sock.close()`.
+    fileobj: Option<Py<PyAny>>,
 }
 
 impl FdEntry {
@@ -549,7 +553,7 @@ impl LoopCore {
             let e = st.fds.entry(fd).or_default();
             // A stale entry for a reused descriptor number: its callbacks
             // belonged to a socket that no longer exists.
-            let old = (e.reader.take(), e.writer.take(), e.transport.replace(core));
+            let old = (e.reader.take(), e.writer.take(), e.transport.replace(core), e.fileobj.take());
             drop(st);
             drop(old);
             known
@@ -662,7 +666,8 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
-        let fd = Self::fd_of(fd)?;
+        let fileobj = fd;
+        let fd = Self::fd_of(fileobj)?;
         let h = Self::new_handle(slf, callback, args, None, if write { "add_writer" } else { "add_reader" }, None)?.unbind();
         let ret = h.clone_ref(py);
         let h = Waiter::Handle(h);
@@ -670,6 +675,9 @@ impl LoopCore {
             let mut st = this.st.borrow_mut();
             let known = st.fds.contains_key(&fd);
             let e = st.fds.entry(fd).or_default();
+            if e.fileobj.is_none() && !fileobj.is_instance_of::<pyo3::types::PyInt>() {
+                e.fileobj = Some(fileobj.clone().unbind());
+            }
             let old = if write { e.writer.replace(h) } else { e.reader.replace(h) };
             let (r, w) = e.interest();
             (known, r, w, old)
@@ -694,7 +702,20 @@ impl LoopCore {
     }
 
     fn remove_io(&self, py: Python<'_>, fd: &Bound<'_, PyAny>, write: bool) -> PyResult<bool> {
-        let fd = Self::fd_of(fd)?;
+        let (fd, gone) = match Self::fd_of(fd) {
+            Ok(n) => (n, false),
+            // A closed socket (fileno() -1): asyncio's selector searches its
+            // keys for the object itself.
+            Err(e) if e.is_instance_of::<PyValueError>(py) && !fd.is_instance_of::<pyo3::types::PyInt>() => {
+                let st = self.st.borrow();
+                let found = st.fds.iter().find(|(_, e)| e.fileobj.as_ref().is_some_and(|o| o.is(fd))).map(|(n, _)| *n);
+                match found {
+                    Some(n) => (n, true),
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let (old, r, w) = {
             let mut st = self.st.borrow_mut();
             if st.closed {
@@ -710,7 +731,11 @@ impl LoopCore {
         };
         let Some(old) = old else { return Ok(false) };
         old.discard(py);
-        self.with_reactor(py, |re| re.set_interest(fd, r, w, true))?.map_err(crate::util::os_error)?;
+        let res = self.with_reactor(py, |re| re.set_interest(fd, r, w, true))?;
+        if !gone {
+            // (Closing the descriptor already took it out of epoll.)
+            res.map_err(crate::util::os_error)?;
+        }
         Ok(true)
     }
 
@@ -1285,6 +1310,7 @@ impl LoopCore {
                     w.traverse(&visit)?;
                 }
                 visit.call(&e.transport)?;
+                visit.call(&e.fileobj)?;
             }
         }
         if let Some(c) = self.ctx_cache.try_borrow() {
