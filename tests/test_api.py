@@ -1140,3 +1140,11 @@ def test_getnameinfo_numeric_fast_path_matches_asyncio():
         return await loop.getnameinfo(("127.0.0.1", 8080), flags), loop._default_executor is not None
 
     assert ferroloop.run(lookup()) == (asyncio.run(lookup())[0], False)
+
+
+@pytest.mark.parametrize("args", [["missing.py"], ["-m", "no_such_module_xyz"]], ids=["script", "module"])
+def test_launcher_missing_target_says_what_python_says(tmp_path, args):
+    ours = _run_launcher(args, tmp_path)
+    theirs = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr)
+    assert ours.stdout == ""

@@ -5,6 +5,7 @@ program's own ``asyncio.run()`` and ``asyncio.new_event_loop()`` get a
 ferroloop loop.
 """
 
+import os
 import runpy
 import sys
 import warnings
@@ -17,6 +18,7 @@ def main(argv=None):
         print(usage, file=sys.stderr if not argv else sys.stdout)
         return 2 if not argv else 0
     import asyncio
+    import importlib.util
 
     import ferroloop
 
@@ -27,9 +29,25 @@ def main(argv=None):
         if len(argv) < 2:
             print(usage, file=sys.stderr)
             return 2
+        try:
+            spec_found = importlib.util.find_spec(argv[1]) is not None
+        except (ImportError, ValueError):
+            spec_found = False
+        if not spec_found:
+            # What `python -m missing` says, and its status.
+            print(f"{sys.executable}: No module named {argv[1]}", file=sys.stderr)
+            return 1
         sys.argv = argv[1:]
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
     else:
+        if not os.path.exists(argv[0]):
+            # What `python missing.py` says, and its status.
+            print(
+                f"{sys.executable}: can't open file {os.path.abspath(argv[0])!r}: "
+                f"[Errno 2] No such file or directory",
+                file=sys.stderr,
+            )
+            return 2
         sys.argv = argv
         runpy.run_path(argv[0], run_name="__main__")
     return 0
