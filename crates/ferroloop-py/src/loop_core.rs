@@ -184,6 +184,11 @@ pub struct LoopCore {
     ctx_cache: GilCell<Option<Py<PyAny>>>,
 }
 
+/// Ready jobs beyond which `call_soon_threadsafe` from a foreign thread
+/// yields the GIL: a burst up to it costs no switch, a storm is held to
+/// about what the loop can run in a fraction of a millisecond.
+const THREADSAFE_BACKLOG: usize = 1024;
+
 fn current_thread_id() -> u64 {
     // SAFETY: pthread_self has no preconditions. It is the value Python's
     // threading.get_ident() returns on Linux.
@@ -956,8 +961,21 @@ impl LoopCore {
         // thread may append to it directly; the waker then interrupts a
         // blocking poll. Appending (instead of a side queue) keeps the FIFO
         // order with call_soon, as asyncio does.
-        slf.get().st.borrow_mut().ready.push_back(Job::Handle(h.clone().unbind()));
+        let hand_on = {
+            let mut st = slf.get().st.borrow_mut();
+            st.ready.push_back(Job::Handle(h.clone().unbind()));
+            st.ready.len() >= THREADSAFE_BACKLOG && !(st.running && st.thread_id == current_thread_id())
+        };
         slf.get().wake()?;
+        // A producer thread that is ahead of the loop hands the GIL on, as
+        // asyncio's does on every call by writing to its self-pipe. A native
+        // call never reaches the eval loop's switch point, so without this a
+        // few producers in a tight loop keep the loop thread off the GIL for
+        // whole switch intervals, pile up a backlog of hundreds of thousands
+        // of handles, and delay its timers by as long as the backlog takes.
+        if hand_on {
+            slf.py().detach(std::thread::yield_now);
+        }
         Ok(h)
     }
 
