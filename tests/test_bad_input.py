@@ -10,6 +10,7 @@ the stdlib produces on this Python, not a string written down here.
 
 import asyncio
 import decimal
+import socket
 import sys
 import threading
 import types
@@ -880,3 +881,143 @@ def test_add_reader_descriptor_out_of_c_range(loop, fd):
         assert (ei.type, str(ei.value)) == (ValueError, "Invalid file descriptor: -10000000000")
     else:
         assert (ei.type, str(ei.value)) == (OverflowError, "Python int too large to convert to C int")
+
+
+@pytest.mark.parametrize("fd", [2**64, 10**400, _HugeFileno()], ids=["2**64", "10**400", "huge_fileno"])
+@pytest.mark.parametrize("method", ["remove_reader", "remove_writer"])
+def test_remove_descriptor_out_of_c_range_is_not_registered(loop, method, fd):
+    # asyncio's selector holds Python ints: it does not find the descriptor.
+    assert getattr(loop, method)(fd) is False
+
+
+@pytest.mark.parametrize("n", [2**62, 2**63, -1], ids=["2**62", "2**63", "-1"])
+def test_sock_recv_size_python_cannot_allocate_or_take(n):
+    # socket.recv allocates its n bytes up front (MemoryError), takes a
+    # Py_ssize_t (OverflowError) and refuses negatives (ValueError), even
+    # when data is waiting.
+    def action(lp):
+        a, b = socket.socketpair()
+        try:
+            a.setblocking(False)
+            b.send(b"hello")
+            lp.run_until_complete(lp.sock_recv(a, n))
+        finally:
+            a.close()
+            b.close()
+
+    std = outcome(asyncio.new_event_loop, action)
+    assert std[0] in (MemoryError, OverflowError, ValueError), std
+    assert outcome(ferroloop.new_event_loop, action) == std
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["nothing_buffered", "data_buffered"])
+def test_write_of_non_contiguous_memoryview(loop, buffered):
+    # asyncio passes the view to socket.send(), which refuses it: a fatal
+    # write error with BufferError (3.11 refuses it in write() itself when
+    # data is already buffered).
+    async def main():
+        lost = loop.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        a, b = socket.socketpair()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        loop.set_exception_handler(lambda *args: None)
+        tr, _ = await loop.connect_accepted_socket(P, a)
+        try:
+            if buffered:
+                tr.write(b"x" * 1_000_000)
+            try:
+                tr.write(memoryview(b"abcdef")[::2])
+                raised = None
+            except TypeError as e:
+                raised = str(e)
+            got = b""
+            b.setblocking(False)
+            for _ in range(100):
+                await asyncio.sleep(0.005)
+                try:
+                    got += b.recv(1 << 20)
+                except BlockingIOError:
+                    if lost.done() or raised:
+                        break
+            exc = lost.result() if lost.done() else None
+            return raised, type(exc), str(exc) if exc else None, got.endswith(b"ace")
+        finally:
+            tr.close()
+            b.close()
+            await asyncio.sleep(0)
+
+    raised, exc_type, msg, sent = loop.run_until_complete(main())
+    assert not sent
+    if buffered and sys.version_info < (3, 12):
+        assert (raised, exc_type) == ("can't set bytearray slice from memoryview", type(None))
+    else:
+        assert (raised, exc_type, msg) == (None, BufferError, "memoryview: underlying buffer is not C-contiguous")
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_soon_threadsafe", "call_later", "call_at"])
+def test_scheduling_with_keyword_arguments_for_the_callback(method):
+    def action(lp):
+        first = () if method.startswith("call_soon") else (1,)
+        getattr(lp, method)(*first, print, "x", sep="", foo=1)
+
+    std = outcome(asyncio.new_event_loop, action)
+    assert std[0] is TypeError
+    assert outcome(ferroloop.new_event_loop, action) == std
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda lp: lp.set_debug(),
+        lambda lp: lp.set_debug(True, False),
+        lambda lp: lp.run_in_executor(),
+        lambda lp: lp.add_signal_handler(foo=1),
+        lambda lp: lp.sock_recv(None),
+        lambda lp: lp.sock_sendall(None, b"", flags=0),
+        lambda lp: lp.sock_connect(),
+        lambda lp: lp.getaddrinfo(),
+        lambda lp: lp.start_tls(None),
+        lambda lp: lp.close(1),
+        lambda lp: lp.run_forever(1),
+    ],
+    ids=["set_debug()", "set_debug(2)", "run_in_executor()", "add_signal_handler(foo)", "sock_recv(1)",
+         "sock_sendall(flags)", "sock_connect()", "getaddrinfo()", "start_tls(1)", "close(1)", "run_forever(1)"],
+)
+def test_python_level_methods_word_argument_errors_as_asyncio(call):
+    # The message names the function's __qualname__: asyncio's defining class.
+    std = outcome(asyncio.new_event_loop, call)
+    assert std[0] is TypeError, std
+    assert outcome(ferroloop.new_event_loop, call) == std
+
+
+def test_future_positional_argument(loop):
+    with pytest.raises(TypeError) as ei:
+        future_cls(loop)(loop)
+    assert str(ei.value) == "Future() takes no positional arguments"
+
+
+@pytest.mark.parametrize("attr", ["_asyncio_future_blocking", "_log_traceback", "_cancel_message"])
+def test_deleting_settable_future_attributes(loop, attr):
+    fut = future_cls(loop)(loop=loop)
+    with pytest.raises(AttributeError) as ei:
+        delattr(fut, attr)
+    assert str(ei.value) == "cannot delete attribute"
+
+
+def test_deleting_task_log_destroy_pending(loop):
+    task = task_cls(loop)(_noop(), loop=loop)
+    with pytest.raises(AttributeError) as ei:
+        del task._log_destroy_pending
+    assert str(ei.value) == "cannot delete attribute"
+    loop.run_until_complete(task)
+
+
+def test_future_blocking_set_to_none_is_false(loop):
+    # A falsy value, as any other: only deletion is refused.
+    fut = future_cls(loop)(loop=loop)
+    fut._asyncio_future_blocking = None
+    assert fut._asyncio_future_blocking is False

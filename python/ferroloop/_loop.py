@@ -25,6 +25,7 @@ import warnings
 import logging
 import sys
 import threading
+import types
 import weakref
 
 try:
@@ -621,6 +622,25 @@ _ferroloop._register_tls_protocol(_SSLProtocol)
 _tls_get_buffer = _ferroloop._tls_get_buffer
 _tls_buffer_updated = _ferroloop._tls_buffer_updated
 _tls_write = _ferroloop._tls_write
+
+
+def _adopt_asyncio_qualnames(cls):
+    # Python words a call's TypeError (missing or unexpected arguments) and
+    # names a coroutine after the function's __qualname__; taking asyncio's
+    # (``BaseEventLoop.set_debug``, ``BaseSelectorEventLoop.sock_recv``...)
+    # makes both read as they do on asyncio.
+    reference = unix_events._UnixSelectorEventLoop.__mro__
+    for name, func in list(vars(cls).items()):
+        if not isinstance(func, types.FunctionType) or func.__module__ != __name__:
+            continue
+        for base in reference:
+            theirs = vars(base).get(name)
+            if isinstance(theirs, types.FunctionType):
+                func.__qualname__ = theirs.__qualname__
+                break
+
+
+_adopt_asyncio_qualnames(Loop)
 
 
 def _run_unless_cancelled(handle):

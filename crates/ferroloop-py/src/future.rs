@@ -452,8 +452,13 @@ impl Future {
         Future { st: GilCell::new(FutState::empty()) }
     }
 
-    #[pyo3(signature = (*, r#loop = None))]
-    fn __init__(slf: &Bound<'_, Self>, r#loop: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    // *args only to word the error as the C Future does (PyO3 would name
+    // `Future.__init__()` and count positional parameters).
+    #[pyo3(signature = (*args, r#loop = None))]
+    fn __init__(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, r#loop: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        if !args.is_empty() {
+            return Err(PyTypeError::new_err("Future() takes no positional arguments"));
+        }
         let py = slf.py();
         let loop_ = match r#loop.filter(|l| !l.is_none()) {
             Some(l) => l,
@@ -650,6 +655,11 @@ impl Future {
         self.st.borrow().cancel_message.as_ref().map(|l| l.clone_ref(py))
     }
 
+    #[deleter(_cancel_message)]
+    fn del_cancel_message(&self) -> PyResult<()> {
+        Err(crate::util::cannot_delete())
+    }
+
     #[setter(_cancel_message)]
     fn set_cancel_message(&self, v: Option<Py<PyAny>>) {
         let old = std::mem::replace(&mut self.st.borrow_mut().cancel_message, v);
@@ -666,12 +676,14 @@ impl Future {
         self.st.borrow().blocking
     }
 
+    #[deleter(_asyncio_future_blocking)]
+    fn del_asyncio_future_blocking(&self) -> PyResult<()> {
+        Err(crate::util::cannot_delete())
+    }
+
     #[setter(_asyncio_future_blocking)]
-    fn set_blocking(&self, v: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let v = match v {
-            Some(v) => v.is_truthy()?,
-            None => return Err(pyo3::exceptions::PyAttributeError::new_err("cannot delete attribute")),
-        };
+    fn set_blocking(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = v.is_truthy()?;
         self.st.borrow_mut().blocking = v;
         Ok(())
     }
@@ -681,12 +693,14 @@ impl Future {
         self.st.borrow().log_tb
     }
 
+    #[deleter(_log_traceback)]
+    fn del_log_traceback(&self) -> PyResult<()> {
+        Err(crate::util::cannot_delete())
+    }
+
     #[setter(_log_traceback)]
-    fn set_log_traceback(&self, v: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let v = match v {
-            Some(v) => v.is_truthy()?,
-            None => return Err(pyo3::exceptions::PyAttributeError::new_err("cannot delete attribute")),
-        };
+    fn set_log_traceback(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = v.is_truthy()?;
         if v {
             return Err(PyValueError::new_err("_log_traceback can only be set to False"));
         }

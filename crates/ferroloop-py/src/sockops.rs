@@ -165,13 +165,38 @@ fn is_stream(fd: i32) -> bool {
     r == 0 && ty == libc::SOCK_STREAM
 }
 
+/// Reads above this size check first that Python could have allocated
+/// them (below it the check cannot fail in practice and would cost a
+/// malloc per read).
+const ALLOC_PROBE: usize = 1 << 20;
+
+/// `sock.recv(n)` allocates its `n` bytes before reading and raises
+/// MemoryError when it cannot; a stream read here allocates only what has
+/// arrived, so it asks the allocator for the whole `n` (mapped lazily,
+/// released at once) to fail where Python would.
+fn probe_allocation(n: usize) -> PyResult<()> {
+    // What PyBytes_FromStringAndSize adds for the object header, rounded up.
+    let Some(total) = n.checked_add(64).filter(|t| *t <= isize::MAX as usize) else {
+        return Err(pyo3::exceptions::PyOverflowError::new_err("byte string is too large"));
+    };
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(total).map_err(|_| pyo3::exceptions::PyMemoryError::new_err(()))
+}
+
 fn recv_bytes(py: Python<'_>, fd: i32, n: usize) -> PyResult<Option<Py<PyAny>>> {
     if n == 0 {
         // recv(fd, 0) on a stream socket reports nothing useful; Python's
         // sock.recv(0) returns b'' without waiting too.
         return Ok(Some(PyBytes::new(py, b"").into_any().unbind()));
     }
-    let size = if n > BIG_RECV && is_stream(fd) { crate::recv::stream_read_size(fd, n) } else { n };
+    let size = if n > BIG_RECV && is_stream(fd) {
+        if n > ALLOC_PROBE {
+            probe_allocation(n)?;
+        }
+        crate::recv::stream_read_size(fd, n)
+    } else {
+        n
+    };
     loop {
         match crate::recv::recv_new_bytes(py, fd, size)? {
             Ok(b) => return Ok(Some(b.into_any().unbind())),
@@ -196,7 +221,12 @@ impl SockOp {
         };
         match kind {
             SockKind::Recv(n) => {
-                if let (Some(fd), Ok(size)) = (direct_fd(sock)?, n.extract::<usize>(py)) {
+                // Python's recv takes a Py_ssize_t: beyond it, or negative, its own
+                // errors come from the call below.
+                if let (Some(fd), Ok(size)) = (direct_fd(sock)?, n.extract::<isize>(py)) {
+                    let Ok(size) = usize::try_from(size) else {
+                        return not_ready(py, sock.call_method1(pyo3::intern!(py, "recv"), (n.bind(py),)).map(Bound::unbind)).map(done);
+                    };
                     return recv_bytes(py, fd, size).map(done);
                 }
                 not_ready(py, sock.call_method1(pyo3::intern!(py, "recv"), (n.bind(py),)).map(Bound::unbind)).map(done)
@@ -298,6 +328,11 @@ impl SockOp {
                 Ok(Outcome::Done(py.None()))
             }
             SockKind::Accept => {
+                // asyncio asks for the descriptor before accepting; an object
+                // that is not a socket fails there, with that error.
+                if !is_plain_socket(sock)? {
+                    sock.call_method0(pyo3::intern!(py, "fileno"))?;
+                }
                 let r = not_ready(py, sock.call_method0(pyo3::intern!(py, "accept")))?;
                 match r {
                     None => Ok(Outcome::Pending),

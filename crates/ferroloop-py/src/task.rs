@@ -656,12 +656,14 @@ impl Task {
         self.st.borrow().log_destroy_pending
     }
 
+    #[deleter(_log_destroy_pending)]
+    fn del_log_destroy_pending(&self) -> PyResult<()> {
+        Err(crate::util::cannot_delete())
+    }
+
     #[setter(_log_destroy_pending)]
-    fn set_log_destroy_pending(&self, v: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let v = match v {
-            Some(v) => v.is_truthy()?,
-            None => return Err(pyo3::exceptions::PyAttributeError::new_err("cannot delete attribute")),
-        };
+    fn set_log_destroy_pending(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        let v = v.is_truthy()?;
         self.st.borrow_mut().log_destroy_pending = v;
         Ok(())
     }

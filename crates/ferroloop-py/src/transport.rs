@@ -498,12 +498,16 @@ impl TransportCore {
         Ok(())
     }
 
-    fn bytes_of(data: &Bound<'_, PyAny>) -> PyResult<Option<std::borrow::Cow<'static, [u8]>>> {
+    /// The bytes of a bytearray or memoryview, and whether they are
+    /// C-contiguous (asyncio hands the object to `socket.send`, which
+    /// refuses any other).
+    fn bytes_of(data: &Bound<'_, PyAny>) -> PyResult<Option<(std::borrow::Cow<'static, [u8]>, bool)>> {
         // Borrowing across the call into Python is avoided by copying
         // non-bytes objects; bytes are read in place by the caller.
         if data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>() {
             let pb = PyBuffer::<u8>::get(data)?;
-            return Ok(Some(std::borrow::Cow::Owned(pb.to_vec(data.py())?)));
+            let contiguous = pb.is_c_contiguous();
+            return Ok(Some((std::borrow::Cow::Owned(pb.to_vec(data.py())?), contiguous)));
         }
         Ok(None)
     }
@@ -574,10 +578,10 @@ impl TransportCore {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let owned = if data.is_instance_of::<PyBytes>() {
-            None
-        } else if let Some(o) = Self::bytes_of(data)? {
-            Some(o)
+        let (owned, contiguous) = if data.is_instance_of::<PyBytes>() {
+            (None, true)
+        } else if let Some((o, c)) = Self::bytes_of(data)? {
+            (Some(o), c)
         } else {
             return Err(PyTypeError::new_err(format!(
                 "data argument must be a bytes-like object, not {}",
@@ -608,6 +612,18 @@ impl TransportCore {
                 }
                 return Ok(());
             }
+        }
+        if !contiguous {
+            // asyncio's socket.send() fails on such a view: a fatal write
+            // error. 3.11 fails at once if data is already buffered (the
+            // bytearray buffer refuses it); 3.12+ queues it and fails when
+            // the queue is sent, which loses the queued data just as this
+            // does now.
+            if !crate::pyver::at_least(12) && this.st.borrow().buffered_len() > 0 {
+                return Err(PyTypeError::new_err("can't set bytearray slice from memoryview"));
+            }
+            let err = pyo3::exceptions::PyBufferError::new_err("memoryview: underlying buffer is not C-contiguous");
+            return this.fatal(py, err, "Fatal write error on socket transport");
         }
         let mut rest = bytes;
         if this.st.borrow().buffered_len() == 0 {

@@ -109,3 +109,9 @@ pub(crate) fn water_marks(high: Option<i64>, low: Option<i64>) -> PyResult<(usiz
     }
     Ok((high as usize, low as usize))
 }
+
+/// What asyncio's C Future and Task say when one of their settable
+/// attributes is deleted (PyO3's own wording differs).
+pub(crate) fn cannot_delete() -> PyErr {
+    pyo3::exceptions::PyAttributeError::new_err("cannot delete attribute")
+}
