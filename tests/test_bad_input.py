@@ -1021,3 +1021,124 @@ def test_future_blocking_set_to_none_is_false(loop):
     fut = future_cls(loop)(loop=loop)
     fut._asyncio_future_blocking = None
     assert fut._asyncio_future_blocking is False
+
+
+def test_remove_done_callback_compares_an_awaiting_tasks_wakeup(loop):
+    # asyncio compares every entry of the list with the callback given,
+    # an awaiting Task's wake-up included: an `__eq__` that resolves the
+    # future there wakes the task. (ferroloop's native wake-up entry was
+    # skipped: the future stayed pending and the task hung.)
+    fut = loop.create_future()
+
+    class EqResolves:
+        def __call__(self, f):
+            pass
+
+        def __eq__(self, other):
+            if not fut.done():
+                fut.set_result("by-eq")
+            return self is other
+
+        __hash__ = object.__hash__
+
+    async def waiter():
+        return await fut
+
+    async def main():
+        task = loop.create_task(waiter())
+        await asyncio.sleep(0)
+        removed = fut.remove_done_callback(EqResolves())
+        return removed, await asyncio.wait_for(task, 1)
+
+    assert loop.run_until_complete(main()) == (0, "by-eq")
+
+
+def test_remove_done_callback_removes_an_awaiting_tasks_wakeup(loop):
+    # Given the task's own wake-up, asyncio removes it (the task is then
+    # never woken by this future); likewise here.
+    fut = loop.create_future()
+
+    async def waiter():
+        return await fut
+
+    async def main():
+        task = loop.create_task(waiter())
+        await asyncio.sleep(0)
+        (wakeup, _ctx), = fut._callbacks
+        removed = fut.remove_done_callback(wakeup)
+        fut.set_result(1)
+        await asyncio.sleep(0)
+        done = task.done()
+        task.cancel()
+        return removed, done
+
+    assert loop.run_until_complete(main()) == (1, False)
+
+
+def _reentrant_remove_scenario(loop, n_before, action, n_after, drop_first):
+    """remove_done_callback(obj) where obj's __eq__ does ``action`` when
+    compared; returns the count, the callbacks left and those that ran."""
+    fut = loop.create_future()
+    ran = []
+
+    def make(i):
+        def cb(f):
+            ran.append(i)
+        return cb
+
+    class Hostile:
+        calls = 0
+
+        def __call__(self, f):
+            ran.append("hostile")
+
+        def __eq__(self, other):
+            Hostile.calls += 1
+            if Hostile.calls == 1:
+                if action == "resolve":
+                    fut.set_result(None)
+                elif action == "add":
+                    fut.add_done_callback(make("added"))
+                elif action == "remove_self":
+                    fut.remove_done_callback(self)
+                elif action == "cancel":
+                    fut.cancel()
+            return self is other
+
+        __hash__ = object.__hash__
+
+    hostile = Hostile()
+    first = make("first")
+    fut.add_done_callback(first)
+    if drop_first:  # empties the first-callback slot, the rest stays in the list
+        pass
+    for i in range(n_before):
+        fut.add_done_callback(make(i))
+    fut.add_done_callback(hostile)
+    for i in range(n_after):
+        fut.add_done_callback(make(10 + i))
+    if drop_first:
+        fut.remove_done_callback(first)
+    count = fut.remove_done_callback(hostile)
+    left = len(fut._callbacks or ())
+    if not fut.done():
+        fut.set_result(None)
+    loop.run_until_complete(asyncio.sleep(0))
+    return count, left, ran
+
+
+@pytest.mark.parametrize("action", ["resolve", "add", "remove_self", "cancel", "none"])
+@pytest.mark.parametrize("n_before,n_after", [(0, 0), (0, 2), (2, 0), (3, 3)])
+@pytest.mark.parametrize("drop_first", [False, True], ids=["slot_kept", "slot_emptied"])
+def test_remove_done_callback_reentrant_counts_as_asyncio(action, n_before, n_after, drop_first):
+    # The count returned, the callbacks left and those run, when the
+    # callback's __eq__ re-enters the future during the search: the C
+    # Future's (its first-callback slot included).
+    def run(make_loop):
+        lp = make_loop()
+        try:
+            return _reentrant_remove_scenario(lp, n_before, action, n_after, drop_first)
+        finally:
+            lp.close()
+
+    assert run(ferroloop.new_event_loop) == run(asyncio.new_event_loop)

@@ -57,6 +57,16 @@ pub(crate) enum Callback {
 }
 
 impl Callback {
+    fn clone_ref(&self, py: Python<'_>) -> Callback {
+        match self {
+            Callback::Py { cb, ctx, shared } => {
+                Callback::Py { cb: cb.clone_ref(py), ctx: ctx.as_ref().map(|c| c.clone_ref(py)), shared: *shared }
+            }
+            Callback::Wakeup(t) => Callback::Wakeup(t.clone_ref(py)),
+            Callback::SockDone { fd, write } => Callback::SockDone { fd: *fd, write: *write },
+        }
+    }
+
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
             Callback::Py { cb, ctx, .. } => {
@@ -77,6 +87,11 @@ pub(crate) struct FutState {
     pub exception: Option<Py<PyAny>>,
     pub exception_tb: Option<Py<PyAny>>,
     pub callbacks: Vec<Callback>,
+    /// `callbacks[0]` is in the C Future's first-callback slot
+    /// (`fut_callback0`): the first callback added to an empty future goes
+    /// there, later ones to its list. Only remove_done_callback's count in
+    /// re-entrant cases depends on the difference.
+    pub slot0: bool,
     pub cancel_message: Option<Py<PyAny>>,
     pub cancelled_exc: Option<Py<PyAny>>,
     pub source_tb: Option<Py<PyAny>>,
@@ -94,6 +109,7 @@ impl FutState {
             exception: None,
             exception_tb: None,
             callbacks: Vec::new(),
+            slot0: false,
             cancel_message: None,
             cancelled_exc: None,
             source_tb: None,
@@ -197,6 +213,7 @@ impl Future {
             if st.callbacks.is_empty() {
                 return Ok(());
             }
+            st.slot0 = false;
             (
                 std::mem::take(&mut st.callbacks),
                 st.native.as_ref().map(|n| n.clone_ref(py)),
@@ -247,6 +264,31 @@ impl Future {
         }
     }
 
+    /// What remove_done_callback compares an entry with: the callback, or
+    /// for a native task's wake-up the bound method asyncio would hold
+    /// (made only here, off the hot path). Loop bookkeeping (`SockDone`,
+    /// a functools.partial in asyncio) is compared as None.
+    fn compared(py: Python<'_>, cb: &Callback) -> PyResult<Py<PyAny>> {
+        match cb {
+            Callback::Py { cb, .. } => Ok(cb.clone_ref(py)),
+            Callback::Wakeup(t) => t.bind(py).getattr(pyo3::intern!(py, "_wakeup")).map(Bound::unbind),
+            Callback::SockDone { .. } => Ok(py.None()),
+        }
+    }
+
+    /// PyObject_RichCompareBool, as the C Future: identity first.
+    fn same_callback(py: Python<'_>, obj: &Py<PyAny>, r#fn: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let obj = obj.bind(py);
+        Ok(obj.is(r#fn) || obj.eq(r#fn)?)
+    }
+
+    /// Empty the list part (the first-callback slot stays).
+    fn clear_list(this: &Future) -> Vec<Callback> {
+        let mut st = this.st.borrow_mut();
+        let start = usize::from(st.slot0);
+        st.callbacks.drain(start..).collect()
+    }
+
     /// Register a callback; if the future is already done, schedule it now.
     pub(crate) fn add_callback(slf: &Bound<'_, Future>, cb: Callback) -> PyResult<()> {
         let py = slf.py();
@@ -255,6 +297,9 @@ impl Future {
             return Err(PyRuntimeError::new_err("uninitialized Future object"));
         }
         if st.state == State::Pending {
+            if st.callbacks.is_empty() && !st.slot0 {
+                st.slot0 = true;
+            }
             st.callbacks.push(cb);
             return Ok(());
         }
@@ -525,45 +570,85 @@ impl Future {
     fn remove_done_callback(slf: &Bound<'_, Self>, r#fn: &Bound<'_, PyAny>) -> PyResult<usize> {
         let py = slf.py();
         slf.get().ensure_alive()?;
-        // Compare against a snapshot and leave the list in place meanwhile:
-        // `__eq__` is Python code and may resolve the future (which must then
-        // schedule every callback, as asyncio does) or add/remove callbacks.
-        let candidates: Vec<Py<PyAny>> = slf
-            .get()
-            .st
-            .borrow()
-            .callbacks
-            .iter()
-            .filter_map(|cb| match cb {
-                Callback::Py { cb, .. } => Some(cb.clone_ref(py)),
-                _ => None,
-            })
-            .collect();
-        let mut matched: Vec<usize> = Vec::new();
-        for cand in &candidates {
-            if cand.bind(py).eq(r#fn)? {
-                matched.push(cand.as_ptr() as usize);
+        // The C Future's algorithm, step for step: `__eq__` is Python code
+        // that may resolve the future (scheduling every callback), or add and
+        // remove callbacks, while the list is being searched; what is
+        // compared, what is kept and the count returned in those cases are
+        // the C Future's. No borrow is held across a comparison.
+        let this = slf.get();
+        let mut cleared0 = 0;
+        let slot0 = {
+            let st = this.st.borrow();
+            if st.slot0 { st.callbacks.first().map(|c| Self::compared(py, c)) } else { None }
+        };
+        if let Some(obj) = slot0 {
+            if Self::same_callback(py, &obj?, r#fn)? {
+                let gone = {
+                    let mut st = this.st.borrow_mut();
+                    if st.slot0 {
+                        st.slot0 = false;
+                        Some(st.callbacks.remove(0))
+                    } else {
+                        None
+                    }
+                };
+                drop(gone);
+                cleared0 = 1;
             }
         }
-        if matched.is_empty() {
-            return Ok(0);
-        }
-        // Remove what matched and is still registered (if the future was
-        // resolved during the scan, its callbacks are already scheduled and
-        // the list is empty: nothing is lost).
-        let removed: Vec<Callback> = {
-            let mut st = slf.get().st.borrow_mut();
-            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.callbacks)
-                .into_iter()
-                .partition(|cb| matches!(cb, Callback::Py { cb, .. } if matched.contains(&(cb.as_ptr() as usize))));
-            st.callbacks = kept;
-            gone
+        let list_len = |this: &Future| {
+            let st = this.st.borrow();
+            st.callbacks.len() - usize::from(st.slot0)
         };
-        let n = removed.len();
+        let len = list_len(this);
+        if len == 0 {
+            return Ok(cleared0);
+        }
+        if len == 1 {
+            let obj = {
+                let st = this.st.borrow();
+                st.callbacks.get(usize::from(st.slot0)).map(|c| Self::compared(py, c))
+            };
+            let Some(obj) = obj else { return Ok(cleared0) };
+            if Self::same_callback(py, &obj?, r#fn)? {
+                let gone = Self::clear_list(this);
+                drop(gone);
+                return Ok(1 + cleared0);
+            }
+            return Ok(cleared0);
+        }
+        // The entries kept, as the C Future's new list: it replaces the list
+        // whatever the comparisons did to it meanwhile.
+        let mut kept: Vec<Callback> = Vec::new();
+        let mut i = 0;
+        loop {
+            let entry = {
+                let st = this.st.borrow();
+                st.callbacks.get(usize::from(st.slot0) + i).map(|c| (c.clone_ref(py), Self::compared(py, c)))
+            };
+            let Some((entry, obj)) = entry else { break };
+            if !Self::same_callback(py, &obj?, r#fn)? {
+                kept.push(entry);
+            }
+            i += 1;
+        }
+        if kept.is_empty() || list_len(this) == 0 {
+            let gone = Self::clear_list(this);
+            drop(gone);
+            return Ok(len + cleared0);
+        }
+        let now = list_len(this);
+        let j = kept.len();
+        let mut gone = Vec::new();
+        if j != now {
+            let mut st = this.st.borrow_mut();
+            let start = usize::from(st.slot0);
+            gone = st.callbacks.drain(start..).collect();
+            st.callbacks.extend(kept);
+        }
         // Dropped after the list is settled: a destructor may run Python.
-        drop(removed);
-        drop(candidates);
-        Ok(n)
+        drop(gone);
+        Ok(now.saturating_sub(j) + cleared0)
     }
 
     fn _make_cancelled_error<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
