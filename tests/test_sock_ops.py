@@ -6,9 +6,12 @@ odd buffers and errors."""
 
 import array
 import asyncio
+import os
 import socket
 
 import pytest
+
+import ferroloop
 
 
 def _pair():
@@ -469,3 +472,50 @@ def test_remove_reader_of_an_unknown_closed_socket(loop):
     b.close()
     with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
         loop.remove_reader(a)
+
+
+@pytest.mark.parametrize("op", ["sock_connect", "sock_sendall"])
+def test_failed_sock_op_leaves_no_reference_cycle(ferro_loop, op):
+    # The exception's traceback keeps the sock_* coroutine's frame; that
+    # frame must not also keep the future holding the exception (a cycle
+    # through every failure, which asyncio removed in gh-124859 and anyio's
+    # test_happy_eyeballs_refcycles checks). asyncio 3.11.7-3.13.0 still has
+    # it, so this is ferroloop's own test.
+    async def main():
+        if op == "sock_connect":
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+            probe.close()
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                await ferro_loop.sock_connect(s, ("127.0.0.1", port))
+            except OSError as e:
+                return e
+            finally:
+                s.close()
+        else:
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            task = asyncio.ensure_future(ferro_loop.sock_sendall(a, b"x" * 10_000_000))
+            await asyncio.sleep(0.01)
+            b.close()  # the pending send then fails (EPIPE)
+            try:
+                await task
+            except OSError as e:
+                return e
+            finally:
+                a.close()
+        raise AssertionError("the operation did not fail")
+
+    exc = ferro_loop.run_until_complete(main())
+    tb = exc.__traceback__
+    frames = 0
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(os.path.dirname(ferroloop.__file__)):
+            frames += 1
+            held = [v for v in tb.tb_frame.f_locals.values() if isinstance(v, asyncio.Future)]
+            assert held == [], (tb.tb_frame.f_code.co_name, held)
+        tb = tb.tb_next
+    assert frames  # the sock_* coroutine's frame was looked at

@@ -410,6 +410,10 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         return await _BaseEventLoop.getnameinfo(self, sockaddr, flags)
 
     # --- sock_* ----------------------------------------------------------------
+    # _sock_wait_note: a failed operation's exception keeps this frame alive
+    # (its traceback); the frame must not keep the future that holds the
+    # exception, or every failure leaves a reference cycle for the collector
+    # (asyncio removed it in gh-124859).
     # One native call makes asyncio's argument checks, tries the syscall and,
     # if the socket is not ready, returns a Future completed from the reactor
     # (crates/ferroloop-py/src/sockops.rs).
@@ -417,25 +421,37 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
     async def sock_recv(self, sock, n):
         r = self._sock_op_recv(sock, n)
         if type(r) is _Future:
-            return await r
+            try:
+                return await r
+            finally:
+                del r  # see _sock_wait_note
         return r
 
     async def sock_recv_into(self, sock, buf):
         r = self._sock_op_recv_into(sock, buf)
         if type(r) is _Future:
-            return await r
+            try:
+                return await r
+            finally:
+                del r  # see _sock_wait_note
         return r
 
     async def sock_sendall(self, sock, data):
         r = self._sock_op_sendall(sock, data)
         if type(r) is _Future:
-            return await r
+            try:
+                return await r
+            finally:
+                del r  # see _sock_wait_note
         return r
 
     async def sock_recvfrom(self, sock, bufsize):
         r = self._sock_op_recvfrom(sock, bufsize)
         if type(r) is _Future:
-            return await r
+            try:
+                return await r
+            finally:
+                del r  # see _sock_wait_note
         return r
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
@@ -444,13 +460,19 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             nbytes = len(buf)
         r = self._sock_op_recvfrom_into(sock, buf, nbytes)
         if type(r) is _Future:
-            return await r
+            try:
+                return await r
+            finally:
+                del r  # see _sock_wait_note
         return r
 
     async def sock_sendto(self, sock, data, address):
         r = self._sock_op_sendto(sock, data, address)
         if type(r) is _Future:
-            return await r
+            try:
+                return await r
+            finally:
+                del r  # see _sock_wait_note
         return r
 
     async def sock_connect(self, sock, address):
@@ -462,13 +484,20 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             address = resolved[0][4]
         r = self._sock_op_connect(sock, address)
         if type(r) is _Future:
-            return await r
+            try:
+                return await r
+            finally:
+                del r  # see _sock_wait_note
         return r
 
     async def sock_accept(self, sock):
         r = self._sock_op_accept(sock)
         if type(r) is _Future:
-            r = await r
+            fut = r
+            try:
+                r = await fut
+            finally:
+                del fut  # see _sock_wait_note
         conn, address = r
         return conn, address
 

@@ -350,7 +350,7 @@ def canonical(trace):
 
 
 @fuzz_seed
-@fuzz_settings(150)
+@fuzz_settings(400)
 @given(spec=programs)
 def test_program_traces_match(spec):
     std = run_program(asyncio.new_event_loop, spec)
