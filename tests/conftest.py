@@ -17,10 +17,32 @@ os.environ.setdefault("FERROLOOP_UVLOOP_TARGETS", "ferro")
 
 
 import asyncio  # noqa: E402
+import signal  # noqa: E402
 
 import pytest  # noqa: E402
 
 import ferroloop  # noqa: E402
+
+
+# A signal ignored when the run starts (nohup ignores SIGHUP; a shell without
+# job control ignores SIGINT in background jobs) stays ignored in every child
+# a test spawns, since exec keeps SIG_IGN: tests that signal a child (uvloop's
+# test_send_signal sends SIGHUP, the SIGINT tests send SIGINT) then wait for
+# an exit that never comes, on asyncio's loop as on ferroloop's. uvloop's
+# own run does not see it because libuv resets dispositions in its children;
+# CPython's test resets SIGHUP itself. The run is made independent of how it
+# was started by restoring what Python would have installed.
+def _restore_inherited_dispositions():
+    for sig, default in (
+        (signal.SIGHUP, signal.SIG_DFL),
+        (signal.SIGINT, signal.default_int_handler),
+        (signal.SIGTERM, signal.SIG_DFL),
+    ):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, default)
+
+
+_restore_inherited_dispositions()
 
 
 def _close(lp):

@@ -390,6 +390,44 @@ def test_sigint_during_run_cancels_main_task_and_raises_keyboard_interrupt(which
     assert proc.returncode == -signal.SIGINT  # Python exits by re-raising SIGINT
 
 
+def test_sighup_ends_a_sleeping_child(loop):
+    # uvloop's test_send_signal, bounded: a child that ignores SIGHUP (as it
+    # does when the run was started with SIGHUP ignored) would have made its
+    # wait() hang until the suite's watchdog.
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", 'import time; print("sleeping", flush=True); time.sleep(60)',
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert await asyncio.wait_for(proc.stdout.readline(), 10) == b"sleeping\n"
+            proc.send_signal(signal.SIGHUP)
+            return await asyncio.wait_for(proc.wait(), 10)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    assert loop.run_until_complete(main()) == -signal.SIGHUP
+
+
+def test_run_started_with_signals_ignored_still_signals_its_children():
+    # The test run itself under nohup (SIGHUP ignored) and as a background
+    # job of a shell without job control (SIGINT ignored): what tests/conftest.py
+    # restores. Without it the inner test times out on both loops.
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    inner = f"{os.path.join(here, 'test_processes.py')}::test_sighup_ends_a_sleeping_child"
+    cmd = f"trap '' HUP INT; exec \"$0\" -m pytest -q -p no:cacheprovider {inner}"
+    proc = subprocess.run(
+        ["sh", "-c", cmd, sys.executable], cwd=os.path.dirname(here),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout
+
+
 def test_sigchld_fallback_without_pidfd(monkeypatch):
     import errno
 
