@@ -452,3 +452,35 @@ def test_sigchld_fallback_without_pidfd(monkeypatch):
     assert not still_handling         # SIGCHLD handler removed with the last child
     assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
     assert zombies_of_self() == []
+
+
+def test_a_stale_readiness_on_the_pidfd_number_does_not_block_the_loop(ferro_loop):
+    # A descriptor closed while still registered leaves its epoll entry
+    # behind as long as its open file lives on elsewhere (here a dup; a
+    # forked child's copy does the same). The pidfd that reuses the number
+    # then gets that file's readiness under its own token: the loop must
+    # check that the child exited, not block until it does.
+    loop = ferro_loop
+
+    async def main():
+        r, w = os.pipe()
+        keep = os.dup(r)
+        loop.add_reader(r, lambda: None)
+        os.close(r)
+        proc = await asyncio.create_subprocess_exec("sleep", "3")
+        try:
+            if loop._children[proc.pid][0] != r:
+                pytest.skip("the pidfd did not get the closed descriptor's number")
+            os.write(w, b"x")
+            started = time.monotonic()
+            await asyncio.sleep(0.1)
+            stalled = time.monotonic() - started
+            proc.kill()
+            return stalled, await asyncio.wait_for(proc.wait(), 5)
+        finally:
+            for fd in (keep, w):
+                os.close(fd)
+
+    stalled, returncode = ferro_loop.run_until_complete(asyncio.wait_for(main(), 20))
+    assert stalled < 1
+    assert returncode == -signal.SIGKILL

@@ -121,6 +121,31 @@ _BORROWED_UNIX = (
 _WRAPPED = ((unix_events._UnixSelectorEventLoop, "add_signal_handler"),)
 
 
+_NOT_EXITED = object()
+
+
+def _reap_exited(pid, pidfd):
+    """The return code of the exited child behind ``pidfd``, or _NOT_EXITED.
+
+    Raises ChildProcessError if it was reaped elsewhere."""
+    if _P_PIDFD is not None:
+        try:
+            info = os.waitid(_P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: Linux 5.3 has pidfds, not P_PIDFD
+                raise
+        else:
+            if info is None:
+                return _NOT_EXITED
+            # CLD_KILLED and CLD_DUMPED carry the signal, as negative codes do.
+            return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+    done, status = os.waitpid(pid, os.WNOHANG)
+    return os.waitstatus_to_exitcode(status) if done else _NOT_EXITED
+
+
+_P_PIDFD = getattr(os, "P_PIDFD", None)
+
+
 class _SelectorView:
     """What asyncio's transports read from ``loop._selector`` (their reprs
     ask whether a descriptor is being polled), answered from the reactor."""
@@ -358,22 +383,36 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
 
     def _child_exited(self, pid):
         pidfd = self._children[pid][0]
-        self._remove_reader(pidfd)
-        os.close(pidfd)
+        # Reaped by the pidfd and without blocking. By pid, a child that
+        # something else reaped may have handed its pid on (pid_max can be
+        # 32768) and waitpid(pid, 0) would freeze the loop on that other
+        # process and take its status; and a readiness that is not an exit
+        # (a stale epoll entry under a reused number) would block as well.
         try:
-            _, status = os.waitpid(pid, 0)
+            returncode = _reap_exited(pid, pidfd)
         except ChildProcessError:
-            status = None
-        self._child_done(pid, status)
+            returncode = None
+        else:
+            if returncode is _NOT_EXITED:
+                return
+        # Out of the table before the number is released, so that close()
+        # can never close it a second time.
+        _, _, transp = self._children.pop(pid)
+        try:
+            self._remove_reader(pidfd)
+        finally:
+            os.close(pidfd)
+        self._report_exit(pid, transp, returncode)
 
     def _child_done(self, pid, status):
         _, _, transp = self._children.pop(pid)
-        if status is None:
+        self._report_exit(pid, transp, None if status is None else os.waitstatus_to_exitcode(status))
+
+    def _report_exit(self, pid, transp, returncode):
+        if returncode is None:
             # Reaped elsewhere (e.g. by a foreign os.wait()): as asyncio does.
             returncode = 255
             logger.warning("child process pid %d exit status already read:  will report returncode 255", pid)
-        else:
-            returncode = os.waitstatus_to_exitcode(status)
         if self.get_debug():
             logger.debug("process %s exited with returncode %s", pid, returncode)
         # Let pending pipe callbacks run first, like asyncio's watcher
