@@ -52,11 +52,21 @@ def test_timer_under_a_call_soon_threadsafe_storm(loop):
             except RuntimeError:  # loop closed
                 return
 
+    a, b = socket.socketpair()
+    seen = {}
+
+    def readable():
+        a.recv(10)
+        seen["read"] = time.monotonic() - t0
+        loop.remove_reader(a)
+
     threads = [threading.Thread(target=storm) for _ in range(4)]
     for t in threads:
         t.start()
     try:
         t0 = time.monotonic()
+        loop.add_reader(a, readable)
+        b.send(b"x")
         loop.call_later(0.02, loop.stop)
         loop.run_forever()
         elapsed = time.monotonic() - t0
@@ -64,7 +74,12 @@ def test_timer_under_a_call_soon_threadsafe_storm(loop):
         stop.set()
         for t in threads:
             t.join()
+        loop.remove_reader(a)
+        a.close()
+        b.close()
     assert elapsed < 0.5, elapsed
+    # The readable socket was serviced too, before the stop.
+    assert seen.get("read", 1) < elapsed, seen
 
 
 def test_threadsafe_producers_leave_the_loop_thread_its_turn(loop):
