@@ -32,8 +32,9 @@ runtime=$(readlink -f "$(gcc -print-file-name=libasan.so)")
 if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv" || die "cannot create $venv"
 fi
-# pyOpenSSL/psutil/uvloop: imported by the uvloop suite and the TLS tests.
-"$venv/bin/python" -m pip install -q maturin pytest pyOpenSSL psutil uvloop==0.23.0 || die "pip install failed"
+# pyOpenSSL/psutil/uvloop: imported by the uvloop suite and the TLS tests;
+# hypothesis: the fuzzers.
+"$venv/bin/python" -m pip install -q maturin pytest hypothesis pyOpenSSL psutil uvloop==0.23.0 || die "pip install failed"
 
 # --target is what keeps RUSTFLAGS off build scripts and proc macros (which
 # must not be instrumented). The dev profile keeps debug info; legacy symbol
@@ -90,14 +91,15 @@ run() {  # run NAME [VAR=value...] -- PYTEST-ARGS...: one pytest process per gro
 
 failed=0
 # Tasks and their finalizers, sock_* operations and their cancellation,
-# transports closed in callbacks, write buffers, datagrams, TLS, bad input.
+# transports closed in callbacks, write buffers, datagrams, TLS, bad input,
+# and the differential fuzzers' programs and hostile arguments.
 # The two RSS bounds of test_stress.py do not hold with ASan's quarantine and
 # shadow memory; their workloads run in the last group, judged by ASan only.
 rss="test_million_tasks_rss_back_near_baseline or test_sock_ops_and_datagram_transports_do_not_leak"
 run own -- -k "not ($rss)" \
     tests/test_stress.py tests/test_sock_ops.py tests/test_transport_writes.py \
     tests/test_network_faults.py tests/test_datagram.py tests/test_tls.py \
-    tests/test_bad_input.py tests/test_api.py tests/test_asyncio_private_api.py || failed=1
+    tests/test_bad_input.py tests/test_api.py tests/test_asyncio_private_api.py tests/fuzz || failed=1
 # CPython's own test_asyncio on ferroloop: Future/Task (core) and loop I/O.
 run conformance FERROLOOP_CONFORMANCE_GROUPS=core,io -- tests/conformance || failed=1
 # uvloop's TCP/UDP/unix/socket tests on ferroloop's native transports.
