@@ -964,9 +964,12 @@ def test_scheduling_with_keyword_arguments_for_the_callback(method):
         first = () if method.startswith("call_soon") else (1,)
         getattr(lp, method)(*first, print, "x", sep="", foo=1)
 
+    # Same type and words but for the class named (PyO3 parses the native
+    # method's arguments; see DIFFERENCES.md).
     std = outcome(asyncio.new_event_loop, action)
-    assert std[0] is TypeError
-    assert outcome(ferroloop.new_event_loop, action) == std
+    fer = outcome(ferroloop.new_event_loop, action)
+    assert std[0] is fer[0] is TypeError
+    assert std[1].startswith("BaseEventLoop.") and fer[1].split(".", 1)[1] == std[1].split(".", 1)[1], (std, fer)
 
 
 @pytest.mark.parametrize(

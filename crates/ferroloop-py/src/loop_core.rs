@@ -189,21 +189,6 @@ pub struct LoopCore {
 /// about what the loop can run in a fraction of a millisecond.
 const THREADSAFE_BACKLOG: usize = 1024;
 
-/// The scheduling methods take `**kwargs` only to reject them in
-/// asyncio's words: passing keyword arguments for the callback is a common
-/// mistake, and PyO3's message would name `LoopCore`. PyO3 builds the dict
-/// only when there are such arguments, so the usual call costs nothing.
-#[inline]
-fn reject_kwargs(kwargs: Option<&Bound<'_, PyDict>>, method: &str) -> PyResult<()> {
-    match kwargs.and_then(|k| k.keys().iter().next()) {
-        None => Ok(()),
-        Some(key) => Err(PyTypeError::new_err(format!(
-            "BaseEventLoop.{method}() got an unexpected keyword argument {}",
-            key.repr()?
-        ))),
-    }
-}
-
 fn current_thread_id() -> u64 {
     // SAFETY: pthread_self has no preconditions. It is the value Python's
     // threading.get_ident() returns on Linux.
@@ -955,29 +940,25 @@ impl LoopCore {
         self.clock_resolution
     }
 
-    #[pyo3(signature = (callback, *args, context = None, **kwargs))]
+    #[pyo3(signature = (callback, *args, context = None))]
     fn call_soon<'py>(
         slf: &Bound<'py, Self>,
         callback: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         context: Option<Bound<'py, PyAny>>,
-        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, Handle>> {
-        reject_kwargs(kwargs, "call_soon")?;
         let h = Self::new_handle(slf, callback, args, context, "call_soon", None)?;
         slf.get().st.borrow_mut().ready.push_back(Job::Handle(h.clone().unbind()));
         Ok(h)
     }
 
-    #[pyo3(signature = (callback, *args, context = None, **kwargs))]
+    #[pyo3(signature = (callback, *args, context = None))]
     fn call_soon_threadsafe<'py>(
         slf: &Bound<'py, Self>,
         callback: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         context: Option<Bound<'py, PyAny>>,
-        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, Handle>> {
-        reject_kwargs(kwargs, "call_soon_threadsafe")?;
         let h = Self::new_handle(slf, callback, args, context, "call_soon_threadsafe", None)?;
         // Every access to the ready queue happens under the GIL, so another
         // thread may append to it directly; the waker then interrupts a
@@ -1001,16 +982,14 @@ impl LoopCore {
         Ok(h)
     }
 
-    #[pyo3(signature = (delay, callback, *args, context = None, **kwargs))]
+    #[pyo3(signature = (delay, callback, *args, context = None))]
     fn call_later<'py>(
         slf: &Bound<'py, Self>,
         delay: &Bound<'py, PyAny>,
         callback: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         context: Option<Bound<'py, PyAny>>,
-        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, Handle>> {
-        reject_kwargs(kwargs, "call_later")?;
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
@@ -1026,16 +1005,14 @@ impl LoopCore {
         Self::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
-    #[pyo3(signature = (when, callback, *args, context = None, **kwargs))]
+    #[pyo3(signature = (when, callback, *args, context = None))]
     fn call_at<'py>(
         slf: &Bound<'py, Self>,
         when: &Bound<'py, PyAny>,
         callback: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         context: Option<Bound<'py, PyAny>>,
-        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, Handle>> {
-        reject_kwargs(kwargs, "call_at")?;
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
