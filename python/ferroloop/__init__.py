@@ -12,6 +12,8 @@ import asyncio as _asyncio
 from asyncio import events as _asyncio_events
 import sys as _sys
 import warnings as _warnings
+from collections.abc import Callable as _Callable, Coroutine as _Coroutine
+from typing import Any as _Any, TypeVar as _TypeVar
 
 from ._ferroloop import Future, Handle, Task, TimerHandle
 from ._loop import Loop, new_event_loop
@@ -33,7 +35,16 @@ __all__ = (
 __version__ = "0.1.0"
 
 
-def run(main, *, debug=None, loop_factory=new_event_loop, **run_kwargs):
+_T = _TypeVar("_T")
+
+
+def run(
+    main: _Coroutine[_Any, _Any, _T],
+    *,
+    debug: "bool | None" = None,
+    loop_factory: "_Callable[[], _asyncio.AbstractEventLoop] | None" = new_event_loop,
+    **run_kwargs: _Any,
+) -> _T:
     """Run coroutine ``main`` on a new ferroloop loop and return its result.
 
     Same contract as ``asyncio.run`` (``asyncio.Runner`` on 3.11).
@@ -42,7 +53,9 @@ def run(main, *, debug=None, loop_factory=new_event_loop, **run_kwargs):
         # Checked before a Runner (and its loop) exists, as asyncio.run does.
         raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if _sys.version_info >= (3, 12):
-        return _asyncio.run(main, debug=debug, loop_factory=loop_factory, **run_kwargs)
+        # (mypy does not follow the aliased version check: on 3.11 typeshed's
+        # asyncio.run has no loop_factory.)
+        return _asyncio.run(main, debug=debug, loop_factory=loop_factory, **run_kwargs)  # type: ignore[call-arg,unused-ignore]
     if run_kwargs:
         raise TypeError(f"unexpected keyword arguments: {sorted(run_kwargs)}")
     with _asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
@@ -62,7 +75,7 @@ class EventLoopPolicy(_DefaultPolicy):
     ``ferroloop.run()`` or ``asyncio.run(..., loop_factory=ferroloop.new_event_loop)``.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         if _sys.version_info >= (3, 14):
             _warnings.warn(
                 "ferroloop.EventLoopPolicy is deprecated and slated for removal "
@@ -73,14 +86,14 @@ class EventLoopPolicy(_DefaultPolicy):
             )
         super().__init__()
 
-    def _loop_factory(self):
+    def _loop_factory(self) -> Loop:
         return new_event_loop()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
 
 
-def install():
+def install() -> None:
     """Make ferroloop the loop of ``asyncio.new_event_loop()``/``asyncio.run()``.
 
     Deprecated on Python 3.12+ (as the policy system is); prefer
@@ -96,15 +109,29 @@ def install():
     _asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
-def create_eager_task_factory(custom_task_constructor):
+# What asyncio's set_task_factory() takes: ferroloop's Task is an
+# asyncio.Future at run time (isinstance holds), which the stubs of the
+# native class cannot say.
+_TaskFactory = _Callable[..., "_asyncio.Future[_Any]"]
+
+
+def create_eager_task_factory(custom_task_constructor: _Callable[..., _Any]) -> _TaskFactory:
     """Like ``asyncio.create_eager_task_factory`` (3.12), on every Python."""
 
-    def factory(loop, coro, *, name=None, context=None, eager_start=True):
-        return custom_task_constructor(
+    def factory(
+        loop: _asyncio.AbstractEventLoop,
+        coro: _Coroutine[_Any, _Any, _Any],
+        *,
+        name: "str | None" = None,
+        context: _Any = None,
+        eager_start: bool = True,
+    ) -> "_asyncio.Future[_Any]":
+        task: _asyncio.Future[_Any] = custom_task_constructor(
             coro, loop=loop, name=name, context=context, eager_start=eager_start
         )
+        return task
 
     return factory
 
 
-eager_task_factory = create_eager_task_factory(Task)
+eager_task_factory: _TaskFactory = create_eager_task_factory(Task)
