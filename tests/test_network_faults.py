@@ -1230,3 +1230,72 @@ def test_dropped_transport_kept_open_after_eof_is_collected(loop):
     closed, warned = loop.run_until_complete(main())
     assert closed
     assert any(m.startswith("unclosed transport") for m in warned), warned
+
+
+def test_dropped_paused_transport_is_collected(loop):
+    # A transport whose reading is paused is not referenced by asyncio's loop
+    # (pause_reading removes its reader): dropped without close(), it is
+    # collected, with the ResourceWarning, and its socket is closed.
+    async def main():
+        made = loop.create_future()
+
+        class Pauser(asyncio.Protocol):
+            def connection_made(self, tr):
+                self.tr = tr
+                tr.pause_reading()
+                made.set_result(None)
+
+        a, b = socket.socketpair()
+        fd = a.fileno()
+        tr, _ = await loop.connect_accepted_socket(Pauser, a)
+        del a
+        await asyncio.wait_for(made, 5)
+        b.send(b"unread")  # arrives while paused
+        await asyncio.sleep(0.01)
+        del tr
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                gc.collect()
+                await asyncio.sleep(0.01)
+        try:
+            os.fstat(fd)
+            closed = False
+        except OSError:
+            closed = True
+        b.close()
+        return closed, [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+    closed, warned = loop.run_until_complete(main())
+    assert closed
+    assert any(m.startswith("unclosed transport") for m in warned), warned
+
+
+def test_resumed_transport_reads_what_arrived_while_paused(loop):
+    async def main():
+        got = []
+        done = loop.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, tr):
+                tr.pause_reading()
+
+            def data_received(self, data):
+                got.append(data)
+                if b"".join(got) == b"abcdef":
+                    done.set_result(None)
+
+        a, b = socket.socketpair()
+        tr, _ = await loop.connect_accepted_socket(P, a)
+        b.send(b"abc")
+        await asyncio.sleep(0.02)
+        assert got == []
+        b.send(b"def")
+        await asyncio.sleep(0.01)
+        tr.resume_reading()
+        await asyncio.wait_for(done, 5)
+        tr.close()
+        b.close()
+        return b"".join(got)
+
+    assert loop.run_until_complete(main()) == b"abcdef"

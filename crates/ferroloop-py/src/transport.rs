@@ -374,7 +374,7 @@ impl TransportCore {
     fn park_if_idle(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
         let idle = {
             let st = slf.get().st.borrow();
-            st.registered && st.read_side_done && st.buffered_len() == 0 && !st.closing
+            st.registered && (st.read_side_done || st.paused) && st.buffered_len() == 0 && !st.closing
         };
         if idle {
             Self::set_registered(slf, false)?;
@@ -687,22 +687,34 @@ impl TransportCore {
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        let mut st = slf.get().st.borrow_mut();
-        if st.paused || st.closing {
-            return Ok(false);
+        {
+            let mut st = slf.get().st.borrow_mut();
+            if st.paused || st.closing {
+                return Ok(false);
+            }
+            st.paused = true;
+            st.reading = false;
         }
-        st.paused = true;
-        st.reading = false;
+        // asyncio removes its reader: a paused transport with nothing to
+        // write is no longer referenced by the loop, and one the program
+        // drops is collected (ResourceWarning, socket closed).
+        Self::park_if_idle(slf)?;
         Ok(true)
     }
 
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        {
+        let parked = {
             let mut st = slf.get().st.borrow_mut();
             if st.closing || !st.paused {
                 return Ok(false);
             }
             st.paused = false;
+            !st.read_side_done
+        };
+        if parked {
+            // Registering reports the current readiness: data that arrived
+            // while parked is seen.
+            Self::unpark(slf)?;
         }
         Self::_start_reading(slf)?;
         Ok(true)
