@@ -2,9 +2,36 @@
 loops: an iteration runs what was ready when it began, then looks at timers
 and I/O again."""
 
+import contextlib
 import socket
 import threading
 import time
+
+
+@contextlib.contextmanager
+def _storm(loop, callback, threads=4):
+    """Threads calling ``loop.call_soon_threadsafe(callback)`` as fast as
+    they can while the block runs; yields the count of calls made."""
+    stop = threading.Event()
+    submitted = [0]
+
+    def storm():
+        while not stop.is_set():
+            try:
+                loop.call_soon_threadsafe(callback)
+            except RuntimeError:  # loop closed
+                return
+            submitted[0] += 1
+
+    workers = [threading.Thread(target=storm) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    try:
+        yield submitted
+    finally:
+        stop.set()
+        for t in workers:
+            t.join()
 
 
 def test_timer_and_reader_under_a_call_soon_flood(loop):
@@ -43,15 +70,6 @@ def test_timer_under_a_call_soon_threadsafe_storm(loop):
     # Threads submitting as fast as they can: the 20 ms stop timer must
     # still be honoured promptly (2-core machine, 6 threads: 0.02-0.03 s on
     # both loops).
-    stop = threading.Event()
-
-    def storm():
-        while not stop.is_set():
-            try:
-                loop.call_soon_threadsafe(int)
-            except RuntimeError:  # loop closed
-                return
-
     a, b = socket.socketpair()
     seen = {}
 
@@ -60,20 +78,15 @@ def test_timer_under_a_call_soon_threadsafe_storm(loop):
         seen["read"] = time.monotonic() - t0
         loop.remove_reader(a)
 
-    threads = [threading.Thread(target=storm) for _ in range(4)]
-    for t in threads:
-        t.start()
     try:
-        t0 = time.monotonic()
-        loop.add_reader(a, readable)
-        b.send(b"x")
-        loop.call_later(0.02, loop.stop)
-        loop.run_forever()
-        elapsed = time.monotonic() - t0
+        with _storm(loop, int):
+            t0 = time.monotonic()
+            loop.add_reader(a, readable)
+            b.send(b"x")
+            loop.call_later(0.02, loop.stop)
+            loop.run_forever()
+            elapsed = time.monotonic() - t0
     finally:
-        stop.set()
-        for t in threads:
-            t.join()
         loop.remove_reader(a)
         a.close()
         b.close()
@@ -88,25 +101,12 @@ def test_threadsafe_producers_leave_the_loop_thread_its_turn(loop):
     # every call (the self-pipe write), so the backlog stays small and the
     # loop's own timers keep time. A native producer that never yields piled
     # up 100k-350k handles before run_forever even started.
-    stop = threading.Event()
-    submitted = [0]
     ran = [0]
 
     def count():
         ran[0] += 1
 
-    def storm():
-        while not stop.is_set():
-            try:
-                loop.call_soon_threadsafe(count)
-            except RuntimeError:  # loop closed
-                return
-            submitted[0] += 1
-
-    threads = [threading.Thread(target=storm) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
+    with _storm(loop, count) as submitted:
         backlog_at_start = submitted[0]
         seen = {}
 
@@ -118,10 +118,6 @@ def test_threadsafe_producers_leave_the_loop_thread_its_turn(loop):
         loop.call_later(0.02, at_stop)
         loop.run_forever()
         elapsed = time.monotonic() - t0
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
     assert backlog_at_start < 20_000, backlog_at_start
     assert seen["backlog"] < 20_000, seen
     assert elapsed < 0.25, elapsed

@@ -1190,6 +1190,22 @@ def test_unclosed_transport_is_reported(loop_factory):
     assert len(unclosed) == 2, found
 
 
+async def _collect_dropped(fd):
+    """Collect garbage a few times; return whether ``fd`` got closed and the
+    ResourceWarnings emitted meanwhile."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            gc.collect()
+            await asyncio.sleep(0.01)
+    try:
+        os.fstat(fd)
+        closed = False
+    except OSError:
+        closed = True
+    return closed, [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
 def test_dropped_transport_kept_open_after_eof_is_collected(loop):
     # eof_received() returning True keeps the transport open for writing;
     # dropped without close(), asyncio's loop no longer references it (its
@@ -1207,25 +1223,15 @@ def test_dropped_transport_kept_open_after_eof_is_collected(loop):
 
         a, b = socket.socketpair()
         fd = a.fileno()
-        tr, _ = await loop.connect_accepted_socket(KeepOpen, a)
+        tr, proto = await loop.connect_accepted_socket(KeepOpen, a)
         del a
         b.shutdown(socket.SHUT_WR)
         await asyncio.wait_for(eof, 5)
         tr.write(b"still writable")  # goes out at once: no backlog
         assert b.recv(100) == b"still writable"
         b.close()
-        del tr
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            for _ in range(3):
-                gc.collect()
-                await asyncio.sleep(0.01)
-        try:
-            os.fstat(fd)
-            closed = False
-        except OSError:
-            closed = True
-        return closed, [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+        del tr, proto
+        return await _collect_dropped(fd)
 
     closed, warned = loop.run_until_complete(main())
     assert closed
@@ -1247,24 +1253,15 @@ def test_dropped_paused_transport_is_collected(loop):
 
         a, b = socket.socketpair()
         fd = a.fileno()
-        tr, _ = await loop.connect_accepted_socket(Pauser, a)
+        tr, proto = await loop.connect_accepted_socket(Pauser, a)
         del a
         await asyncio.wait_for(made, 5)
         b.send(b"unread")  # arrives while paused
         await asyncio.sleep(0.01)
-        del tr
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            for _ in range(3):
-                gc.collect()
-                await asyncio.sleep(0.01)
-        try:
-            os.fstat(fd)
-            closed = False
-        except OSError:
-            closed = True
+        del tr, proto
+        result = await _collect_dropped(fd)
         b.close()
-        return closed, [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+        return result
 
     closed, warned = loop.run_until_complete(main())
     assert closed
