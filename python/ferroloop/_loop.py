@@ -122,6 +122,7 @@ _WRAPPED = ((unix_events._UnixSelectorEventLoop, "add_signal_handler"),)
 
 
 _NOT_EXITED = object()
+_P_PIDFD = getattr(os, "P_PIDFD", None)
 
 
 def _reap_exited(pid, pidfd):
@@ -141,9 +142,6 @@ def _reap_exited(pid, pidfd):
             return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
     done, status = os.waitpid(pid, os.WNOHANG)
     return os.waitstatus_to_exitcode(status) if done else _NOT_EXITED
-
-
-_P_PIDFD = getattr(os, "P_PIDFD", None)
 
 
 class _SelectorView:

@@ -84,8 +84,6 @@ def _kind_of(value):
     for base in (asyncio.AbstractEventLoop, asyncio.Task, asyncio.Future, asyncio.TimerHandle, asyncio.Handle):
         if isinstance(value, base):
             return base.__name__
-    if type(value).__name__ in ("Task", "Future"):
-        return type(value).__name__
     return type(value).__name__
 
 
