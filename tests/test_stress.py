@@ -18,6 +18,7 @@ import weakref
 import pytest
 
 import ferroloop
+from ferroloop import _ferroloop
 
 # The `loop` (both loops) and `ferro_loop` fixtures are in tests/conftest.py.
 
@@ -873,3 +874,17 @@ def test_never_retrieved_reports_in_bulk(loop):
     gc.collect()
     assert sorted(c["exception"].args[0] for c in contexts) == list(range(1000))
     assert {c["message"] for c in contexts} == {"Future exception was never retrieved"}
+
+
+def test_a_panic_in_the_finalizer_guard_reaches_unraisablehook(monkeypatch):
+    # The tp_finalize of Future and Task runs under a guard that cannot let
+    # anything propagate; a Rust panic there (a bug) must still be seen.
+    # The self-test runs the real guard with a closure that panics.
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    marker = object()
+    _ferroloop._finalizer_guard_selftest(marker)
+    assert len(seen) == 1
+    assert type(seen[0].exc_value).__name__ == "PanicException"
+    assert "panic in ferroloop finalizer: self-test" in str(seen[0].exc_value)
+    assert seen[0].object is marker

@@ -32,9 +32,10 @@ try:
     import ssl
 except ImportError:  # a Python built without ssl
     ssl = None
-from asyncio import base_events, constants, coroutines, events, selector_events, sslproto, unix_events
+from asyncio import base_events, constants, coroutines, events, selector_events, unix_events
 
 from . import _ferroloop
+from ._tls import _SSLProtocol
 from ._transports import DatagramTransport, SocketTransport
 
 __all__ = ("Loop", "new_event_loop")
@@ -84,8 +85,7 @@ _BORROWED_BASE = (
     "subprocess_exec",
     "subprocess_shell",
     "_log_subprocess",
-    "_check_sock_sendfile_params" if hasattr(_BaseEventLoop, "_check_sock_sendfile_params") else "_check_sendfile_params",
-)
+) + (("_check_sock_sendfile_params",) if hasattr(_BaseEventLoop, "_check_sock_sendfile_params") else ())
 
 _BORROWED_SELECTOR = (
     "_read_from_self",
@@ -190,15 +190,6 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             # inode of each path it bound; _stop_serving unlinks it.
             self._unix_server_sockets = {}
         self.set_debug(coroutines._is_debug_mode())
-
-    for _cls, _names in (
-        (_BaseEventLoop, _BORROWED_BASE),
-        (selector_events.BaseSelectorEventLoop, _BORROWED_SELECTOR),
-        (unix_events._UnixSelectorEventLoop, _BORROWED_UNIX),
-    ):
-        for _name in _names:
-            locals()[_name] = getattr(_cls, _name)
-    del _cls, _names, _name
 
     if _PY313:
         def _stop_serving(self, sock):
@@ -627,67 +618,23 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         pass
 
 
-class _SSLProtocol(sslproto.SSLProtocol):
-    """asyncio's SSLProtocol, with the application protocol's callbacks in
-    one context: the one the TLS transport was created in, as for every
-    other callback of ferroloop's transports (docs/DIFFERENCES.md).
-
-    Reads, the handshake and connection_lost already reach the application
-    from the socket transport, in that context; the two paths that start in
-    application code are moved into it: flow control triggered by
-    ``write()`` (pause_writing/resume_writing) and the read resumed by
-    ``resume_reading()`` (data_received).
-
-    The steady-state data path (received records to the application, the
-    application's writes to the socket) runs natively; states, timeouts and
-    flow-control transitions are asyncio's methods."""
-
-    _creation_context = None
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # asyncio's application transport, with write() on the native path
-        # (a subclass adding no state, so the class can be switched).
-        self._app_transport.__class__ = _SSLAppTransport
-
-    # The per-record data path, native (crates/ferroloop-py/src/tls.rs).
-    # Thin methods rather than instance attributes bound with partial(),
-    # which would make every connection a reference cycle.
-
-    def get_buffer(self, n):
-        return _tls_get_buffer(self, n)
-
-    def buffer_updated(self, nbytes):
-        _tls_buffer_updated(self, nbytes)
-
-    def _control_app_writing(self):
-        ctx = self._creation_context
-        if ctx is None:
-            return super()._control_app_writing()
-        return _ferroloop._run_in_context(ctx, super()._control_app_writing)
-
-    def _resume_reading(self):
-        ctx = self._creation_context
-        if ctx is None:
-            return super()._resume_reading()
-        return _ferroloop._run_in_context(ctx, super()._resume_reading)
+def _install_borrowed(cls):
+    # Installed after the class body so that a method the class defines
+    # itself is never replaced silently: a name on both sides is a mistake
+    # (tests/test_borrowed.py checks what is installed is asyncio's own).
+    own = set(vars(cls))
+    for source, names in (
+        (_BaseEventLoop, _BORROWED_BASE),
+        (selector_events.BaseSelectorEventLoop, _BORROWED_SELECTOR),
+        (unix_events._UnixSelectorEventLoop, _BORROWED_UNIX),
+    ):
+        for name in names:
+            if name in own:
+                raise TypeError(f"{cls.__name__}.{name} is both defined and borrowed")
+            setattr(cls, name, getattr(source, name))
 
 
-class _SSLAppTransport(sslproto._SSLProtocolTransport):
-    """The application side of a TLS connection: asyncio's, with write()
-    native."""
-
-    __slots__ = ()
-
-    def write(self, data):
-        _tls_write(self._ssl_protocol, data)
-
-
-# The native transport calls the two functions directly for this class.
-_ferroloop._register_tls_protocol(_SSLProtocol)
-_tls_get_buffer = _ferroloop._tls_get_buffer
-_tls_buffer_updated = _ferroloop._tls_buffer_updated
-_tls_write = _ferroloop._tls_write
+_install_borrowed(Loop)
 
 
 def _adopt_asyncio_qualnames(cls):

@@ -1,25 +1,26 @@
-//! ferroloop's engine: everything an asyncio event loop needs that does not
-//! touch Python.
+//! ferroloop's engine: the parts of an asyncio event loop that do not touch
+//! Python, each tested here with plain values.
 //!
-//! The bindings crate (`ferroloop-py`) owns one [`Engine`]-shaped set of parts
-//! per Python loop and drives them from `Loop._run_once`:
-//!
-//! * [`clock`] — the loop clock. It is `CLOCK_MONOTONIC`, the same clock as
-//!   Python's `time.monotonic()`, so `loop.time()` agrees with user code.
+//! * [`clock`] — the loop clock, `CLOCK_MONOTONIC` (Python's
+//!   `time.monotonic()`), so `loop.time()` agrees with user code.
 //! * [`ReadyQueue`] — FIFO of jobs that run on the next iteration.
-//! * [`TimerHeap`] — deadlines ordered by `(when, insertion order)`, with lazy
-//!   removal of cancelled entries and compaction when most are cancelled.
-//! * [`reactor::Reactor`] — a mio `Poll` plus a `Waker`, so another thread can
-//!   interrupt a blocking poll.
-//! * [`reactor::Injector`] — the cross-thread queue behind
-//!   `call_soon_threadsafe`: a mutex-protected vector plus a "wake pending"
-//!   flag so that a burst of submissions costs one wake-up syscall.
+//! * [`TimerHeap`] — deadlines ordered by `(when, insertion order)`.
+//! * [`iteration`] — the policy of one iteration: cancelled-timer sweep and
+//!   heap compaction, the poll timeout (or no poll), the due-timer window.
+//! * [`fdtable::FdTable`] — reader/writer/owner slots per descriptor and the
+//!   reactor interest changes they imply.
+//! * [`edge::EdgeReader`] — level-triggered stream reading on edge-triggered
+//!   readiness.
+//! * [`reactor::Reactor`] — a mio `Poll`; [`reactor::Wake`] interrupts it
+//!   from another thread.
 //!
-//! The item types are generic: the engine never inspects a job, it only
-//! stores, orders and hands them back. That keeps it testable with plain
-//! integers and free of pyo3.
+//! The item types are generic: the engine never inspects a job or a waiter,
+//! it only stores, orders and hands them back. That keeps it free of pyo3.
 
 pub mod clock;
+pub mod edge;
+pub mod fdtable;
+pub mod iteration;
 pub mod reactor;
 mod timers;
 

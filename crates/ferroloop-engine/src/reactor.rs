@@ -1,20 +1,20 @@
 //! The I/O reactor and the cross-thread waker.
 //!
 //! One [`Reactor`] per loop wraps a mio `Poll` (epoll on Linux). Token 0 is
-//! reserved for the [`mio::Waker`] that [`Injector::push`] fires, so
+//! reserved for the [`mio::Waker`] that [`Wake::wake`] fires, so
 //! `call_soon_threadsafe` from any thread interrupts a blocking poll. File
 //! descriptors registered by the I/O half of the loop get the other tokens;
 //! the engine reports readiness and leaves all policy to the bindings.
 //!
 //! `poll` is called at most once per loop iteration, like asyncio's
 //! `selector.select()`. When nothing but the waker is registered and the
-//! iteration must not block, the bindings skip the syscall and look at
-//! [`Injector::has_pending`] instead: there is no I/O to starve.
+//! iteration must not block, the bindings skip the syscall (see
+//! [`crate::iteration::plan_poll`]): there is no I/O to starve.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::unix::SourceFd;
@@ -38,7 +38,6 @@ pub struct Reactor {
     poll: Poll,
     events: Events,
     waker: Arc<Waker>,
-    registered: usize,
 }
 
 impl Reactor {
@@ -49,17 +48,11 @@ impl Reactor {
             poll,
             events: Events::with_capacity(1024),
             waker,
-            registered: 0,
         })
     }
 
     pub fn waker(&self) -> Arc<Waker> {
         self.waker.clone()
-    }
-
-    /// How many descriptors (besides the waker) are registered.
-    pub fn registered(&self) -> usize {
-        self.registered
     }
 
     /// Wait for readiness. `None` blocks until an event or a wake-up.
@@ -107,9 +100,7 @@ impl Reactor {
         if known {
             match reg.reregister(&mut SourceFd(&fd), token, interest) {
                 Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    self.registered = self.registered.saturating_sub(1);
-                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -118,14 +109,12 @@ impl Reactor {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => reg.reregister(&mut SourceFd(&fd), token, interest)?,
             Err(e) => return Err(e),
         }
-        self.registered += 1;
         Ok(())
     }
 
     /// Forget `fd`. A descriptor that was already closed (and so dropped
     /// from epoll by the kernel) is not an error.
     pub fn deregister(&mut self, fd: RawFd) -> io::Result<()> {
-        self.registered = self.registered.saturating_sub(1);
         match self.poll.registry().deregister(&mut SourceFd(&fd)) {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EBADF)) => Ok(()),
             r => r,
@@ -133,109 +122,84 @@ impl Reactor {
     }
 }
 
-/// Queue of items submitted from other threads, drained by the loop thread.
-pub struct Injector<T> {
-    queue: Mutex<Vec<T>>,
+/// The cross-thread wake-up of one loop: other threads (and signal-driven
+/// code) call [`Wake::wake`] to interrupt a blocking poll. Work itself is
+/// handed over in the loop's ready queue under the GIL; this only makes sure
+/// a sleeping poll notices it, with one syscall per burst.
+pub struct Wake {
     waker: Arc<Waker>,
-    wake_pending: AtomicBool,
+    pending: AtomicBool,
 }
 
-impl<T> Injector<T> {
+impl Wake {
     pub fn new(waker: Arc<Waker>) -> Self {
-        Injector {
-            queue: Mutex::new(Vec::new()),
-            waker,
-            wake_pending: AtomicBool::new(false),
-        }
+        Wake { waker, pending: AtomicBool::new(false) }
     }
 
-    /// Submit an item and make sure the loop notices it.
-    pub fn push(&self, item: T) -> io::Result<()> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(item);
-        self.wake()
-    }
-
-    /// Interrupt a blocking poll (at most one syscall per burst).
+    /// Interrupt a blocking poll (at most one syscall until the loop calls
+    /// [`Wake::clear`]).
     pub fn wake(&self) -> io::Result<()> {
-        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
             self.waker.wake()?;
         }
         Ok(())
     }
 
-    /// True if something was submitted (or a wake requested) since the last
-    /// [`Injector::drain_into`].
-    pub fn has_pending(&self) -> bool {
-        self.wake_pending.load(Ordering::Acquire)
+    /// The loop has seen the wake-up: the next one fires the waker again.
+    pub fn clear(&self) {
+        self.pending.store(false, Ordering::Release);
     }
 
-    /// Move every submitted item to the back of `out`, in submission order.
-    pub fn drain_into(&self, out: &mut std::collections::VecDeque<T>) {
-        // Clear the flag before taking the items: a push that lands after
-        // this point sets it again and wakes the next poll.
-        self.wake_pending.store(false, Ordering::Release);
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        out.extend(q.drain(..));
-    }
-
-    /// Take everything out (used at close to drop items outside locks).
-    pub fn take_all(&self) -> Vec<T> {
-        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    #[cfg(test)]
+    fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::VecDeque;
     use std::time::Instant;
 
     #[test]
     fn waker_interrupts_blocking_poll() {
         let mut r = Reactor::new().unwrap();
-        let inj = Arc::new(Injector::new(r.waker()));
-        let inj2 = inj.clone();
+        let wake = Arc::new(Wake::new(r.waker()));
+        let w2 = wake.clone();
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
-            inj2.push(7u32).unwrap();
+            w2.wake().unwrap();
         });
         let start = Instant::now();
         let mut out = Vec::new();
         r.poll(Some(Duration::from_secs(10)), &mut out).unwrap();
         assert!(start.elapsed() < Duration::from_secs(5));
         assert!(out.is_empty(), "waker events are not reported as I/O");
-        let mut q = VecDeque::new();
-        inj.drain_into(&mut q);
-        assert_eq!(q, VecDeque::from(vec![7]));
+        assert!(wake.is_pending());
+        wake.clear();
+        assert!(!wake.is_pending());
         t.join().unwrap();
     }
 
     #[test]
-    fn injector_keeps_every_item_from_many_threads() {
-        let r = Reactor::new().unwrap();
-        let inj = Arc::new(Injector::new(r.waker()));
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let inj = inj.clone();
-                std::thread::spawn(move || {
-                    for i in 0..10_000u32 {
-                        inj.push(t * 100_000 + i).unwrap();
-                    }
-                })
-            })
-            .collect();
-        let mut q = VecDeque::new();
-        for t in threads {
-            t.join().unwrap();
+    fn a_burst_of_wakes_fires_the_waker_once_until_cleared() {
+        let mut r = Reactor::new().unwrap();
+        let wake = Wake::new(r.waker());
+        for _ in 0..1000 {
+            wake.wake().unwrap();
         }
-        assert!(inj.has_pending());
-        inj.drain_into(&mut q);
-        assert!(!inj.has_pending());
-        assert_eq!(q.len(), 80_000);
-        let mut v: Vec<_> = q.into_iter().collect();
-        v.sort();
-        v.dedup();
-        assert_eq!(v.len(), 80_000);
+        let mut out = Vec::new();
+        r.poll(Some(Duration::from_millis(200)), &mut out).unwrap();
+        // The one wake-up was consumed by that poll: the next one blocks
+        // for its whole timeout, as no second syscall was made.
+        let start = Instant::now();
+        r.poll(Some(Duration::from_millis(30)), &mut out).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(29));
+        wake.clear();
+        wake.wake().unwrap();
+        let start = Instant::now();
+        r.poll(Some(Duration::from_secs(5)), &mut out).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(4), "cleared: the next wake fires again");
     }
 
     #[test]
@@ -275,7 +239,6 @@ mod tests {
         // SAFETY: `fds` has room for the two descriptors pipe() writes.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         r.set_interest(fds[0], true, false, false).unwrap();
-        assert_eq!(r.registered(), 1);
         // SAFETY: fds[1] is the open write end; we write one byte from a
         // valid buffer.
         assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
@@ -291,7 +254,6 @@ mod tests {
         r.poll(Some(Duration::from_secs(1)), &mut out).unwrap();
         assert_eq!(out.len(), 1);
         r.deregister(fds[0]).unwrap();
-        assert_eq!(r.registered(), 0);
         // SAFETY: both descriptors came from pipe() above and are closed once.
         unsafe {
             libc::close(fds[0]);

@@ -6,8 +6,9 @@
 //!
 //! * on a ferroloop loop, finishing a future queues [`Job`]s directly in the
 //!   loop's ready queue instead of calling `loop.call_soon`;
-//! * a native Task awaiting a native Future registers a
-//!   [`Callback::Wakeup`] — no bound-method object, no context copy.
+//! * native code waiting on a future (a Task awaiting it) registers a
+//!   [`Callback::Native`] — no bound-method object, no context copy — which
+//!   becomes a native job of the waiter's own kind.
 //!
 //! On any other loop (for instance CPython's `test_utils.TestLoop`) the
 //! future behaves like the C one and calls `loop.call_soon(cb, fut,
@@ -23,11 +24,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::gil::GilCell;
-use crate::imports::imports;
-use crate::loop_core::{Job, LoopCore};
-use crate::task::Task;
-use crate::util::copy_context;
+use crate::runtime::gc::{traverse, Traverse};
+use crate::runtime::gil::GilCell;
+use crate::runtime::imports::imports;
+use crate::runtime::util::copy_context;
+use crate::sched::job::{Job, JobKind};
+use crate::sched::loop_core::LoopCore;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum State {
@@ -49,11 +51,13 @@ impl State {
 pub(crate) enum Callback {
     /// `shared`: `ctx` is a loop's shared snapshot (contexts.rs).
     Py { cb: Py<PyAny>, ctx: Option<Py<PyAny>>, shared: bool },
-    /// Wake a native task: the task's own context is used.
-    Wakeup(Py<Task>),
-    /// Take a finished `sock_*` operation out of its descriptor slot
-    /// (asyncio's `_sock_read_done`/`_sock_write_done`), synchronously.
-    SockDone { fd: i32, write: bool },
+    /// Native work to queue when the future is done:
+    /// `Job::Native { kind, target, obj: fut }` (a Task's wake-up).
+    Native { kind: &'static JobKind, target: Py<PyAny> },
+    /// Loop bookkeeping run at once when the future is done (asyncio's
+    /// `_sock_read_done`, a functools.partial there): not listed in
+    /// `_callbacks`, compared as None by remove_done_callback.
+    Now { run: fn(&Bound<'_, PyAny>, &Bound<'_, PyAny>, i32), target: Py<PyAny>, arg: i32 },
 }
 
 impl Callback {
@@ -62,19 +66,33 @@ impl Callback {
             Callback::Py { cb, ctx, shared } => {
                 Callback::Py { cb: cb.clone_ref(py), ctx: ctx.as_ref().map(|c| c.clone_ref(py)), shared: *shared }
             }
-            Callback::Wakeup(t) => Callback::Wakeup(t.clone_ref(py)),
-            Callback::SockDone { fd, write } => Callback::SockDone { fd: *fd, write: *write },
+            Callback::Native { kind, target } => Callback::Native { kind, target: target.clone_ref(py) },
+            Callback::Now { run, target, arg } => Callback::Now { run: *run, target: target.clone_ref(py), arg: *arg },
         }
     }
 
+    /// The callable and context asyncio would hold for this entry; None for
+    /// loop bookkeeping.
+    fn as_python<'py>(&self, py: Python<'py>) -> PyResult<Option<(Bound<'py, PyAny>, Option<Py<PyAny>>)>> {
+        match self {
+            Callback::Py { cb, ctx, .. } => Ok(Some((cb.bind(py).clone(), ctx.as_ref().map(|c| c.clone_ref(py))))),
+            Callback::Native { kind, target } => match kind.as_callback {
+                Some(f) => f(target.bind(py)).map(Some),
+                None => Ok(None),
+            },
+            Callback::Now { .. } => Ok(None),
+        }
+    }
+}
+
+impl Traverse for Callback {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
             Callback::Py { cb, ctx, .. } => {
-                visit.call(cb)?;
-                visit.call(ctx)
+                traverse!(visit; cb, ctx);
+                Ok(())
             }
-            Callback::Wakeup(t) => visit.call(t),
-            Callback::SockDone { .. } => Ok(()),
+            Callback::Native { target, .. } | Callback::Now { target, .. } => target.traverse(visit),
         }
     }
 }
@@ -118,18 +136,13 @@ impl FutState {
         }
     }
 
+}
+
+impl Traverse for FutState {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        visit.call(&self.native)?;
-        visit.call(&self.result)?;
-        visit.call(&self.exception)?;
-        visit.call(&self.exception_tb)?;
-        for cb in &self.callbacks {
-            cb.traverse(visit)?;
-        }
-        visit.call(&self.cancel_message)?;
-        visit.call(&self.cancelled_exc)?;
-        visit.call(&self.source_tb)
+        traverse!(visit; self.loop_, self.native, self.result, self.exception, self.exception_tb,
+            self.callbacks, self.cancel_message, self.cancelled_exc, self.source_tb);
+        Ok(())
     }
 }
 
@@ -158,7 +171,7 @@ impl Future {
         st.loop_ = Some(loop_.clone().unbind());
         st.native = native;
         if debug {
-            st.source_tb = LoopCore::source_traceback(py)?;
+            st.source_tb = crate::runtime::util::source_traceback(py)?;
         }
         Ok(st)
     }
@@ -234,28 +247,18 @@ impl Future {
         loop_: &Bound<'_, PyAny>,
         cb: Callback,
     ) -> PyResult<()> {
-        if let Callback::SockDone { fd, write } = cb {
-            if let Some(n) = native {
-                n.get().sock_done(fut, fd, write);
-            }
+        if let Callback::Now { run, target, arg } = cb {
+            run(fut, target.bind(py), arg);
             return Ok(());
         }
         match native {
             Some(n) => n.get().push_job(match cb {
                 Callback::Py { cb, ctx, shared } => Job::Callback { cb, arg: fut.clone().unbind(), ctx, shared },
-                Callback::Wakeup(task) => Job::Wakeup { task, fut: fut.clone().unbind() },
-                Callback::SockDone { .. } => unreachable!("handled above"),
+                Callback::Native { kind, target } => Job::native(kind, target, Some(fut.clone().unbind()), 0),
+                Callback::Now { .. } => return Ok(()),
             }),
             None => {
-                let (cb, ctx) = match cb {
-                    Callback::Py { cb, ctx, .. } => (cb.into_bound(py), ctx),
-                    Callback::SockDone { .. } => unreachable!("handled above"),
-                    Callback::Wakeup(task) => {
-                        let t = task.bind(py);
-                        let ctx = t.get().context(py);
-                        (t.getattr("_wakeup")?, ctx)
-                    }
-                };
+                let Some((cb, ctx)) = cb.as_python(py)? else { return Ok(()) };
                 let kwargs = PyDict::new(py);
                 kwargs.set_item("context", ctx)?;
                 loop_.call_method("call_soon", (cb, fut), Some(&kwargs))?;
@@ -266,14 +269,13 @@ impl Future {
 
     /// What remove_done_callback compares an entry with: the callback, or
     /// for a native task's wake-up the bound method asyncio would hold
-    /// (made only here, off the hot path). Loop bookkeeping (`SockDone`,
+    /// (made only here, off the hot path). Loop bookkeeping (`Callback::Now`,
     /// a functools.partial in asyncio) is compared as None.
     fn compared(py: Python<'_>, cb: &Callback) -> PyResult<Py<PyAny>> {
-        match cb {
-            Callback::Py { cb, .. } => Ok(cb.clone_ref(py)),
-            Callback::Wakeup(t) => t.bind(py).getattr(pyo3::intern!(py, "_wakeup")).map(Bound::unbind),
-            Callback::SockDone { .. } => Ok(py.None()),
-        }
+        Ok(match cb.as_python(py)? {
+            Some((c, _)) => c.unbind(),
+            None => py.None(),
+        })
     }
 
     /// PyObject_RichCompareBool, as the C Future: identity first.
@@ -346,7 +348,7 @@ impl Future {
         }
         const STOP_ITERATION_MSG: &str =
             "StopIteration interacts badly with generators and cannot be raised into a Future";
-        let exc = if crate::pyver::at_least(13) {
+        let exc = if crate::runtime::pyver::at_least(13) {
             // 3.13 stores a RuntimeError caused by it (any StopIteration).
             if exc.is_instance_of::<PyStopIteration>() {
                 let wrapped = PyRuntimeError::new_err(STOP_ITERATION_MSG).into_value(py).into_bound(py).into_any();
@@ -456,34 +458,22 @@ impl Future {
 
     fn callbacks_list<'py>(slf: &Bound<'py, Future>) -> PyResult<Option<Bound<'py, PyList>>> {
         let py = slf.py();
-        let items: Vec<(Py<PyAny>, Option<Py<PyAny>>, Option<Py<Task>>)> = {
+        let items: Vec<Callback> = {
             let st = slf.get().st.borrow();
             if st.callbacks.is_empty() {
                 return Ok(None);
             }
-            st.callbacks
-                .iter()
-                .filter_map(|c| match c {
-                    Callback::Py { cb, ctx, .. } => Some((cb.clone_ref(py), ctx.as_ref().map(|c| c.clone_ref(py)), None)),
-                    Callback::Wakeup(t) => Some((py.None(), None, Some(t.clone_ref(py)))),
-                    // Loop bookkeeping, not a callback anyone added.
-                    Callback::SockDone { .. } => None,
-                })
-                .collect()
+            st.callbacks.iter().map(|c| c.clone_ref(py)).collect()
         };
-        if items.is_empty() {
-            return Ok(None);
-        }
         let list = PyList::empty(py);
-        for (cb, ctx, task) in items {
-            let entry = match task {
-                Some(t) => {
-                    let t = t.bind(py);
-                    (t.getattr("_wakeup")?.unbind(), t.get().context(py))
-                }
-                None => (cb, ctx),
-            };
-            list.append(PyTuple::new(py, [entry.0, entry.1.unwrap_or_else(|| py.None())])?)?;
+        for c in &items {
+            // Loop bookkeeping is not a callback anyone added.
+            if let Some((cb, ctx)) = c.as_python(py)? {
+                list.append(PyTuple::new(py, [cb.unbind(), ctx.unwrap_or_else(|| py.None())])?)?;
+            }
+        }
+        if list.is_empty() {
+            return Ok(None);
         }
         Ok(Some(list))
     }
@@ -679,7 +669,7 @@ impl Future {
     /// wrapper: Python subclasses get it through their MRO (type_new wires
     /// `tp_finalize` to `__del__`), and may call `super().__del__()`.
     fn __del__(slf: &Bound<'_, Self>) -> PyResult<()> {
-        crate::run_finalizer(slf.as_any())
+        Self::finalize(slf)
     }
 
     #[classmethod]
@@ -695,12 +685,9 @@ impl Future {
     fn __class__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let ty = slf.get_type();
-        let shadows = crate::shadow_classes(py)?;
+        let shadows = crate::runtime::shadows::shadow_classes(py)?;
         if ty.is(py.get_type::<Future>()) {
             return Ok(shadows.future.bind(py).clone());
-        }
-        if ty.is(py.get_type::<Task>()) {
-            return Ok(shadows.task.bind(py).clone());
         }
         Ok(ty.into_any())
     }
@@ -742,7 +729,7 @@ impl Future {
 
     #[deleter(_cancel_message)]
     fn del_cancel_message(&self) -> PyResult<()> {
-        Err(crate::util::cannot_delete())
+        Err(crate::runtime::util::cannot_delete())
     }
 
     #[setter(_cancel_message)]
@@ -763,7 +750,7 @@ impl Future {
 
     #[deleter(_asyncio_future_blocking)]
     fn del_asyncio_future_blocking(&self) -> PyResult<()> {
-        Err(crate::util::cannot_delete())
+        Err(crate::runtime::util::cannot_delete())
     }
 
     #[setter(_asyncio_future_blocking)]
@@ -780,7 +767,7 @@ impl Future {
 
     #[deleter(_log_traceback)]
     fn del_log_traceback(&self) -> PyResult<()> {
-        Err(crate::util::cannot_delete())
+        Err(crate::runtime::util::cannot_delete())
     }
 
     #[setter(_log_traceback)]
@@ -864,7 +851,7 @@ impl FutureIter {
         if rest.len() > 2 {
             return Err(PyTypeError::new_err(format!("throw expected at most 3 arguments, got {}", rest.len() + 1)));
         }
-        if !rest.is_empty() && crate::pyver::at_least(12) {
+        if !rest.is_empty() && crate::runtime::pyver::at_least(12) {
             // As generators' throw() since 3.12, counted by arguments given
             // (an explicit None included).
             PyErr::warn(
@@ -964,5 +951,14 @@ pub(crate) unsafe extern "C" fn future_iter_am_send(
             unsafe { *result = std::ptr::null_mut() };
             ffi::PySendResult::PYGEN_ERROR
         }
+    }
+}
+
+/// The loop's factory of native futures (a method of `LoopCore`, defined
+/// here: the scheduler does not name Future).
+#[pymethods]
+impl LoopCore {
+    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Future>> {
+        Future::new_for_loop(slf)
     }
 }

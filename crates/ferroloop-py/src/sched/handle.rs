@@ -6,16 +6,32 @@
 //! KeyboardInterrupt) to the loop's exception handler.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::gil::GilCell;
-use crate::imports::imports;
-use crate::loop_core::LoopCore;
-use crate::util::{call_in_context, is_fatal};
+use crate::runtime::gil::GilCell;
+use crate::runtime::imports::imports;
+use crate::runtime::gc::traverse;
+use crate::runtime::util::{call_in_context, is_fatal};
+
+/// What a handle asks of the loop that made it. The loop is a floor up
+/// (`loop_core` holds handles in its queues), so it installs these at
+/// module init rather than this module naming it.
+pub(crate) struct LoopLink {
+    pub debug: fn(&Bound<'_, PyAny>) -> bool,
+    /// A scheduled timer was cancelled (asyncio's `_timer_handle_cancelled`).
+    pub timer_cancelled: fn(&Bound<'_, PyAny>),
+}
+
+pub(crate) static LOOP_LINK: OnceLock<LoopLink> = OnceLock::new();
+
+fn link() -> &'static LoopLink {
+    LOOP_LINK.get().expect("installed by sched::loop_core::init at module import")
+}
 
 pub(crate) struct HandleInner {
     pub callback: Option<Py<PyAny>>,
@@ -25,7 +41,7 @@ pub(crate) struct HandleInner {
     /// contexts.rs): it is copied before the callback runs in it.
     pub ctx_shared: bool,
     pub source_tb: Option<Py<PyAny>>,
-    pub loop_: Option<Py<LoopCore>>,
+    pub loop_: Option<Py<PyAny>>,
     /// In debug mode the repr is kept after cancel() clears the callback.
     pub repr: Option<String>,
 }
@@ -45,7 +61,7 @@ impl Handle {
         args: Py<PyTuple>,
         context: Py<PyAny>,
         ctx_shared: bool,
-        loop_: Py<LoopCore>,
+        loop_: Py<PyAny>,
         source_tb: Option<Py<PyAny>>,
         when: f64,
     ) -> Handle {
@@ -74,7 +90,7 @@ impl Handle {
         };
         match ctx {
             Some(c) if shared => {
-                let own = crate::contexts::private_copy(py, &c)?;
+                let own = crate::runtime::contexts::private_copy(py, &c)?;
                 let old = {
                     let mut inner = self.inner.borrow_mut();
                     inner.ctx_shared = false;
@@ -113,25 +129,43 @@ impl Handle {
             Ok(()) => Ok(()),
             Err(e) if is_fatal(py, &e) => Err(e),
             Err(e) => {
-                let src = imports(py)
-                    .format_callback_source
-                    .call1(py, (cb, args))
-                    .and_then(|s| s.extract::<String>(py))
-                    .unwrap_or_else(|_| "<callback>".to_owned());
-                let ctxd = PyDict::new(py);
-                ctxd.set_item("message", format!("Exception in callback {src}"))?;
-                ctxd.set_item("exception", crate::util::exc_value(py, e))?;
-                ctxd.set_item("handle", slf)?;
-                let loop_ = this.inner.borrow().loop_.as_ref().map(|l| l.clone_ref(py));
-                if let Some(tb) = this.inner.borrow().source_tb.as_ref() {
-                    ctxd.set_item("source_traceback", tb)?;
+                let (loop_, tb) = {
+                    let inner = this.inner.borrow();
+                    (inner.loop_.as_ref().map(|l| l.clone_ref(py)), inner.source_tb.as_ref().map(|t| t.clone_ref(py)))
+                };
+                match loop_ {
+                    Some(l) => Self::report_failure(slf, l.bind(py), cb, args, e, tb),
+                    None => Ok(()),
                 }
-                if let Some(l) = loop_ {
-                    LoopCore::report(l.bind(py).as_any(), ctxd)?;
-                }
-                Ok(())
             }
         }
+    }
+
+    /// asyncio's `Handle._run` reporting a callback's exception: "Exception
+    /// in callback <source>" with the handle (and its source traceback) to
+    /// the loop's exception handler.
+    pub(crate) fn report_failure(
+        slf: &Bound<'_, Handle>,
+        loop_: &Bound<'_, PyAny>,
+        cb: Py<PyAny>,
+        args: Py<PyTuple>,
+        err: PyErr,
+        source_tb: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let src = imports(py)
+            .format_callback_source
+            .call1(py, (cb, args))
+            .and_then(|s| s.extract::<String>(py))
+            .unwrap_or_else(|_| "<callback>".to_owned());
+        let ctxd = PyDict::new(py);
+        ctxd.set_item("message", format!("Exception in callback {src}"))?;
+        ctxd.set_item("exception", crate::runtime::util::exc_value(py, err))?;
+        ctxd.set_item("handle", slf)?;
+        if let Some(tb) = source_tb {
+            ctxd.set_item("source_traceback", tb)?;
+        }
+        crate::runtime::util::report(loop_, ctxd)
     }
 
     /// Cancel without the debug-mode repr (used for replaced I/O handles).
@@ -154,7 +188,7 @@ impl Handle {
             return Ok(());
         }
         let loop_ = this.inner.borrow().loop_.as_ref().map(|l| l.clone_ref(py));
-        let debug = loop_.as_ref().is_some_and(|l| l.get().debug());
+        let debug = loop_.as_ref().is_some_and(|l| (link().debug)(l.bind(py)));
         if debug {
             // Keep the repr useful after the callback is dropped.
             let r = Self::repr_string(slf)?;
@@ -162,7 +196,7 @@ impl Handle {
         }
         if let Some(l) = &loop_ {
             if this.scheduled.load(Ordering::Relaxed) {
-                l.get().timer_cancelled();
+                (link().timer_cancelled)(l.bind(py));
             }
         }
         // Drop the callback outside the borrow: its destructor may run code.
@@ -249,7 +283,7 @@ impl Handle {
     }
 
     #[getter]
-    fn _loop(&self, py: Python<'_>) -> Option<Py<LoopCore>> {
+    fn _loop(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.inner.borrow().loop_.as_ref().map(|c| c.clone_ref(py))
     }
 
@@ -268,7 +302,7 @@ impl Handle {
     fn __class__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let ty = slf.get_type();
-        let shadows = crate::shadow_classes(py)?;
+        let shadows = crate::runtime::shadows::shadow_classes(py)?;
         if ty.is(py.get_type::<Handle>()) {
             return Ok(shadows.handle.bind(py).clone());
         }
@@ -280,15 +314,7 @@ impl Handle {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(inner) = self.inner.try_borrow() {
-            visit.call(&inner.callback)?;
-            if let Some(a) = &inner.args {
-                visit.call(a)?;
-            }
-            visit.call(&inner.context)?;
-            visit.call(&inner.source_tb)?;
-            if let Some(l) = &inner.loop_ {
-                visit.call(l)?;
-            }
+            traverse!(&visit; inner.callback, inner.args, inner.context, inner.source_tb, inner.loop_);
         }
         Ok(())
     }

@@ -7,9 +7,10 @@
 //! the Python coroutine (`python/ferroloop/_loop.py`) calls one native
 //! method that makes the first attempt itself; only if the socket is not
 //! ready does it register a [`SockOp`] in the descriptor's reader or writer
-//! slot and return a native Future. When the reactor reports the descriptor
-//! ready, a [`Job::SockIo`] retries the operation and completes the Future —
-//! no Handle, no Python-level callback.
+//! slot of the loop's I/O driver and return a native Future. When the
+//! reactor reports the descriptor ready, a [`SOCK_READ`]/[`SOCK_WRITE`] job
+//! retries the operation and completes the Future — no Handle, no
+//! Python-level callback. The `_sock_op_*` loop methods are defined here.
 //!
 //! Readiness is edge-triggered: a waiter is only registered after the
 //! syscall said `EAGAIN` (or, for a retry, the retry said it again), so a new
@@ -27,10 +28,15 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyType};
+use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::util::os_error;
+use crate::aio::future::{Callback, Future, State};
+use crate::runtime::gc::{traverse, Traverse};
+use crate::runtime::util::{exc_value, is_fatal, os_error};
+use crate::sched::io::{IoWaiter, Waiter};
+use crate::sched::job::{Job, JobKind};
+use crate::sched::loop_core::LoopCore;
 
 pub(crate) enum SockKind {
     Recv(Py<PyAny>),
@@ -50,25 +56,147 @@ pub(crate) enum SockKind {
 /// A pending `sock_*` operation, held in its descriptor's reader or writer
 /// slot until it completes or its Future is cancelled.
 pub(crate) struct SockOp {
-    pub fut: Py<crate::future::Future>,
+    pub fut: Py<Future>,
     pub sock: Py<PyAny>,
     pub kind: SockKind,
 }
 
-impl SockOp {
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.fut)?;
-        visit.call(&self.sock)?;
-        match &self.kind {
-            SockKind::Recv(n) => visit.call(n),
-            SockKind::RecvInto(b) => visit.call(b),
+impl Traverse for SockKind {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            SockKind::Recv(n) => n.traverse(visit),
+            SockKind::RecvInto(b) => b.traverse(visit),
             SockKind::SendAll { data, view, .. } => {
-                visit.call(data)?;
-                visit.call(view)
+                traverse!(visit; data, view);
+                Ok(())
             }
             SockKind::Accept => Ok(()),
-            SockKind::Connect { addr, .. } => visit.call(addr),
-            SockKind::Call { args, .. } => visit.call(args),
+            SockKind::Connect { addr, .. } => addr.traverse(visit),
+            SockKind::Call { args, .. } => args.traverse(visit),
+        }
+    }
+}
+
+impl IoWaiter for SockOp {
+    fn job(&self, loop_: &Bound<'_, PyAny>, fd: i32, write: bool) -> Job {
+        Job::native(if write { &SOCK_WRITE } else { &SOCK_READ }, loop_.clone().unbind(), None, fd)
+    }
+    fn shown(&self, py: Python<'_>) -> Py<PyAny> {
+        self.fut.clone_ref(py).into_any()
+    }
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        traverse!(visit; self.fut, self.sock, self.kind);
+        Ok(())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+/// The descriptor of a pending operation is ready: `target` is the loop,
+/// `arg` the descriptor.
+pub(crate) static SOCK_READ: JobKind = JobKind { run: run_read, subject: subject_read, as_callback: None };
+pub(crate) static SOCK_WRITE: JobKind = JobKind { run: run_write, subject: subject_write, as_callback: None };
+
+fn run_read<'py>(loop_: Bound<'py, PyAny>, _: Option<Bound<'py, PyAny>>, fd: i32) -> PyResult<()> {
+    retry(loop_.cast::<LoopCore>()?, fd, false)
+}
+
+fn run_write<'py>(loop_: Bound<'py, PyAny>, _: Option<Bound<'py, PyAny>>, fd: i32) -> PyResult<()> {
+    retry(loop_.cast::<LoopCore>()?, fd, true)
+}
+
+fn subject(py: Python<'_>, fd: i32, what: &str) -> Py<PyAny> {
+    pyo3::types::PyString::new(py, &format!("<sock_* {what} on fd {fd}>")).into_any().unbind()
+}
+
+fn subject_read(l: &Bound<'_, PyAny>, fd: i32) -> Py<PyAny> {
+    subject(l.py(), fd, "read")
+}
+
+fn subject_write(l: &Bound<'_, PyAny>, fd: i32) -> Py<PyAny> {
+    subject(l.py(), fd, "write")
+}
+
+fn is_op_of(w: &Waiter, fut: Option<&Bound<'_, PyAny>>) -> bool {
+    w.native_ref::<SockOp>().is_some_and(|op| fut.is_none_or(|f| op.fut.as_ptr() == f.as_ptr()))
+}
+
+/// Start a `sock_*` operation: try it now; if the socket is not ready,
+/// register it and return the Future it will complete.
+fn start(slf: &Bound<'_, LoopCore>, sock: &Bound<'_, PyAny>, mut kind: SockKind, write: bool) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    check_sock(sock, slf.get().debug())?;
+    if let Outcome::Done(v) = SockOp::attempt(sock, &mut kind)? {
+        return Ok(v);
+    }
+    let fut = Future::new_for_loop(slf)?;
+    let fd: i32 = sock.call_method0(pyo3::intern!(py, "fileno"))?.extract()?;
+    // asyncio's _ensure_fd_no_transport, called only when the descriptor is
+    // in the transports' table at all (its `.data` is the plain dict behind
+    // the WeakValueDictionary).
+    let in_table = slf
+        .getattr(pyo3::intern!(py, "_transports"))?
+        .getattr(pyo3::intern!(py, "data"))?
+        .cast_into::<PyDict>()?
+        .contains(fd)?;
+    if in_table {
+        slf.call_method1(pyo3::intern!(py, "_ensure_fd_no_transport"), (fd,))?;
+    }
+    let op = Box::new(SockOp { fut: fut.clone().unbind(), sock: sock.clone().unbind(), kind });
+    slf.get().io.start_native(py, fd, write, op)?;
+    let done = Callback::Now { run: if write { write_done } else { read_done }, target: slf.clone().into_any().unbind(), arg: fd };
+    Future::add_callback(&fut, done)?;
+    Ok(fut.into_any().unbind())
+}
+
+/// The Future of an operation is done (asyncio's `_sock_read_done` /
+/// `_sock_write_done`): if it still waits in its slot (it was cancelled),
+/// take it out. Its reactor interest is left as it is (see the module note).
+fn read_done(fut: &Bound<'_, PyAny>, loop_: &Bound<'_, PyAny>, fd: i32) {
+    done(fut, loop_, fd, false);
+}
+
+fn write_done(fut: &Bound<'_, PyAny>, loop_: &Bound<'_, PyAny>, fd: i32) {
+    done(fut, loop_, fd, true);
+}
+
+fn done(fut: &Bound<'_, PyAny>, loop_: &Bound<'_, PyAny>, fd: i32, write: bool) {
+    if let Ok(l) = loop_.cast::<LoopCore>() {
+        let old = l.get().io.take_if(fd, write, |w| is_op_of(w, Some(fut)));
+        drop(old);
+    }
+}
+
+/// The descriptor is ready: retry the operation waiting in its slot.
+fn retry(slf: &Bound<'_, LoopCore>, fd: i32, write: bool) -> PyResult<()> {
+    let py = slf.py();
+    let io = &slf.get().io;
+    let Some(Waiter::Native(w)) = io.take_if(fd, write, |w| is_op_of(w, None)) else { return Ok(()) };
+    let Ok(mut op) = w.into_any().downcast::<SockOp>() else { return Ok(()) };
+    let fut = op.fut.bind(py).clone();
+    if fut.get().state() != State::Pending {
+        return Ok(());
+    }
+    let sock = op.sock.bind(py).clone();
+    match SockOp::attempt(&sock, &mut op.kind) {
+        // Back into the slot, unless a callback run by the attempt (a socket
+        // subclass's method) registered something else.
+        Ok(Outcome::Pending) => {
+            io.restore(fd, write, Waiter::Native(op));
+            Ok(())
+        }
+        Ok(Outcome::Done(v)) => {
+            drop(op);
+            Future::do_set_result(&fut, v)
+        }
+        Err(e) if is_fatal(py, &e) => Err(e),
+        Err(e) => {
+            drop(op);
+            Future::do_set_exception(&fut, &exc_value(py, e))
         }
     }
 }
@@ -193,12 +321,12 @@ fn recv_bytes(py: Python<'_>, fd: i32, n: usize) -> PyResult<Option<Py<PyAny>>> 
         if n > ALLOC_PROBE {
             probe_allocation(n)?;
         }
-        crate::recv::stream_read_size(fd, n)
+        crate::net::recv::stream_read_size(fd, n)
     } else {
         n
     };
     loop {
-        match crate::recv::recv_new_bytes(py, fd, size)? {
+        match crate::net::recv::recv_new_bytes(py, fd, size)? {
             Ok(b) => return Ok(Some(b.into_any().unbind())),
             Err(e) => match e.raw_os_error() {
                 // PEP 475, as Python's socket methods: retry after handlers.
@@ -343,5 +471,51 @@ impl SockOp {
                 }
             }
         }
+    }
+}
+
+/// The native halves of the loop's `sock_*` coroutines (`_loop.py`).
+#[pymethods]
+impl LoopCore {
+    fn _sock_op_recv(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, n: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        start(slf, sock, SockKind::Recv(n), false)
+    }
+
+    fn _sock_op_recv_into(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, buf: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        start(slf, sock, SockKind::RecvInto(buf), false)
+    }
+
+    fn _sock_op_sendall(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, data: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        start(slf, sock, SockKind::SendAll { data, view: None, pos: 0 }, true)
+    }
+
+    fn _sock_op_accept(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        start(slf, sock, SockKind::Accept, false)
+    }
+
+    /// asyncio's argument checks of the `sock_*` methods, for the Python
+    /// side of those that do more before the operation.
+    fn _check_sock(&self, sock: &Bound<'_, PyAny>) -> PyResult<()> {
+        check_sock(sock, self.debug())
+    }
+
+    /// The address is already resolved (the Python coroutine does that).
+    fn _sock_op_connect(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, address: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        start(slf, sock, SockKind::Connect { addr: address, started: false }, true)
+    }
+
+    fn _sock_op_recvfrom(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, bufsize: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let args = PyTuple::new(slf.py(), [bufsize])?.unbind();
+        start(slf, sock, SockKind::Call { method: "recvfrom", args }, false)
+    }
+
+    fn _sock_op_recvfrom_into(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, buf: Py<PyAny>, nbytes: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let args = PyTuple::new(slf.py(), [buf, nbytes])?.unbind();
+        start(slf, sock, SockKind::Call { method: "recvfrom_into", args }, false)
+    }
+
+    fn _sock_op_sendto(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, data: Py<PyAny>, address: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let args = PyTuple::new(slf.py(), [data, address])?.unbind();
+        start(slf, sock, SockKind::Call { method: "sendto", args }, true)
     }
 }

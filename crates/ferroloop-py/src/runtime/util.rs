@@ -65,6 +65,26 @@ pub(crate) fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
     e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py)
 }
 
+/// `loop.call_exception_handler(context)`; errors from the handler other
+/// than SystemExit/KeyboardInterrupt are reported as unraisable.
+pub(crate) fn report(loop_: &Bound<'_, PyAny>, context: Bound<'_, pyo3::types::PyDict>) -> PyResult<()> {
+    match loop_.call_method1("call_exception_handler", (context,)) {
+        Ok(_) => Ok(()),
+        Err(e) if is_fatal(loop_.py(), &e) => Err(e),
+        Err(e) => {
+            write_unraisable(loop_.py(), e, Some(loop_));
+            Ok(())
+        }
+    }
+}
+
+/// The stack at the Python caller (debug mode's `_source_traceback`): called
+/// from native code, extract_stack() starts at the frame that called
+/// call_soon or created the future.
+pub(crate) fn source_traceback(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    Ok(Some(super::imports::imports(py).extract_stack.call0(py)?))
+}
+
 /// Report an error that cannot be raised anywhere (like a failing exception
 /// handler) through `sys.unraisablehook`.
 pub(crate) fn write_unraisable(py: Python<'_>, e: PyErr, obj: Option<&Bound<'_, PyAny>>) {

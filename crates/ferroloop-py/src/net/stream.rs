@@ -7,30 +7,57 @@
 //! of asyncio's `_SelectorSocketTransport`, step for step.
 //!
 //! Readiness comes straight from the reactor: the descriptor is registered
-//! once, for reading and writing, and its events become
-//! `Job::TransportRead`/`Job::TransportWrite` — no `Handle`, no Python-level
+//! once, as the owner of its descriptor, for reading and writing, and its
+//! events become [`READ`]/[`WRITE`] jobs — no `Handle`, no Python-level
 //! dispatch. mio is edge-triggered while asyncio's transports rely on
-//! level-triggered readiness, so:
-//! * a read that fills the whole buffer queues another read for the next
-//!   iteration (more data may be waiting); a shorter read drained the socket,
-//!   and new data will raise a new edge;
-//! * an edge that arrives while reading is paused is remembered and acted on
-//!   when reading resumes;
-//! * writes go out until `EAGAIN`, after which the kernel promises an edge.
+//! level-triggered readiness; `ferroloop_engine::edge::EdgeReader` decides
+//! when to read again (a full buffer, the peer's close, an edge that came
+//! while paused). Writes go out until `EAGAIN`, after which the kernel
+//! promises an edge. Flow control and closing are the shared
+//! `transport_base`.
 
 use std::cell::RefCell;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::gil::GilCell;
-use crate::loop_core::{Job, LoopCore};
-use crate::util::is_fatal;
-use crate::recv::{recv_new_bytes, stream_read_size};
-use crate::wbuf::WriteBuf;
+use ferroloop_engine::edge::EdgeReader;
+use ferroloop_engine::reactor::Readiness;
+
+use crate::net::recv::{recv_new_bytes, stream_read_size};
+use crate::net::transport_base::{Base, BaseState, TransportState};
+use crate::net::wbuf::WriteBuf;
+use crate::runtime::gc::traverse;
+use crate::runtime::gil::GilCell;
+use crate::sched::io::Owner;
+use crate::sched::job::{Job, JobKind};
+use crate::sched::loop_core::{closed_error, LoopCore};
+
+/// The transport's socket is readable / writable.
+pub(crate) static READ: JobKind = JobKind { run: run_read, subject: core_subject, as_callback: None };
+pub(crate) static WRITE: JobKind = JobKind { run: run_write, subject: core_subject, as_callback: None };
+
+fn run_read<'py>(core: Bound<'py, PyAny>, _: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
+    TransportCore::run_job(core.cast::<TransportCore>()?, false)
+}
+
+fn run_write<'py>(core: Bound<'py, PyAny>, _: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
+    TransportCore::run_job(core.cast::<TransportCore>()?, true)
+}
+
+fn core_subject(core: &Bound<'_, PyAny>, _: i32) -> Py<PyAny> {
+    core.clone().unbind()
+}
+
+/// The owner hook: readiness of the transport's descriptor.
+fn owner_ready(core: &Bound<'_, PyAny>, ev: Readiness, out: &mut Vec<Job>) {
+    if let Ok(c) = core.cast::<TransportCore>() {
+        TransportCore::on_ready(c, ev, out);
+    }
+}
 
 /// asyncio's `_SelectorTransport.max_size`: bytes asked of one `recv`.
 const MAX_SIZE: usize = 256 * 1024;
@@ -49,40 +76,36 @@ thread_local! {
 }
 
 struct CoreState {
-    loop_: Option<Py<LoopCore>>,
-    /// The Python `SocketTransport` wrapping this core.
-    transport: Option<Py<PyAny>>,
-    protocol: Option<Py<PyAny>>,
+    base: BaseState,
+    /// The protocol is a BufferedProtocol.
     buffered: bool,
     wbuf: WriteBuf,
     eof: bool,
-    closing: bool,
     /// pause_reading() was called.
     paused: bool,
-    /// asyncio's "reader registered": reads are dispatched.
-    reading: bool,
-    /// A readable edge arrived while not reading.
-    read_pending: bool,
-    /// The reactor reported the peer's close: after a short read, read
-    /// again (the EOF may sit behind the data that came with the edge).
-    peer_closed: bool,
-    /// Unsent data is waiting for a writable edge.
-    want_write: bool,
-    conn_lost: u32,
-    protocol_paused: bool,
-    high_water: usize,
-    low_water: usize,
+    /// Reading dispatched, edges remembered, writes waiting: see the module
+    /// comment.
+    edge: EdgeReader,
     empty_waiter: Option<Py<PyAny>>,
     registered: bool,
     /// The protocol kept the transport open after EOF (eof_received()
     /// returned true): nothing more is read, so the reactor needs the
-    /// transport only while a write waits (see `park`).
+    /// transport only while a write waits (see `park_if_idle`).
     read_side_done: bool,
     /// Size of the last read, to pick the receive strategy.
     last_read: usize,
-    /// The context current when the transport was made: protocol callbacks
-    /// driven by readiness run in it, as asyncio's reader handle does.
-    context: Option<Py<PyAny>>,
+}
+
+impl TransportState for CoreState {
+    fn base(&self) -> &BaseState {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut BaseState {
+        &mut self.base
+    }
+    fn buffer_size(&self) -> usize {
+        self.wbuf.len()
+    }
 }
 
 impl CoreState {
@@ -110,64 +133,45 @@ fn would_block(e: &std::io::Error) -> bool {
 }
 
 impl TransportCore {
+    fn base(&self) -> Base<'_, CoreState> {
+        Base(&self.st)
+    }
+
     fn loop_of(&self, py: Python<'_>) -> Option<Py<LoopCore>> {
-        self.st.borrow().loop_.as_ref().map(|l| l.clone_ref(py))
+        self.base().loop_of(py)
     }
 
     fn wrapper<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st.borrow().transport.as_ref().map(|t| t.bind(py).clone())
+        self.base().wrapper(py)
     }
 
-    fn protocol<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st.borrow().protocol.as_ref().map(|t| t.bind(py).clone())
-    }
-
-    /// `transport._fatal_error(exc, message)` (Python: exception handler or
-    /// debug log, then `_force_close`). SystemExit/KeyboardInterrupt escape.
     fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
-        if is_fatal(py, &err) {
-            return Err(err);
-        }
-        let exc = crate::util::exc_value(py, err);
-        match self.wrapper(py) {
-            Some(t) => t.call_method1("_fatal_error", (exc, message)).map(drop),
-            None => Ok(()),
-        }
+        self.base().fatal(py, err, message)
     }
 
     /// Reactor readiness for this descriptor: queue the work it calls for.
-    pub(crate) fn on_ready(slf: &Bound<'_, TransportCore>, readable: bool, writable: bool, read_closed: bool, out: &mut Vec<Job>) {
-        let this = slf.get();
-        let mut st = this.st.borrow_mut();
-        st.peer_closed |= read_closed;
-        if readable {
-            if st.reading {
-                out.push(Job::TransportRead(slf.clone().unbind()));
-            } else {
-                st.read_pending = true;
-            }
+    fn on_ready(slf: &Bound<'_, TransportCore>, ev: Readiness, out: &mut Vec<Job>) {
+        let wants = slf.get().st.borrow_mut().edge.on_ready(ev.readable, ev.writable, ev.read_closed);
+        if wants.read {
+            out.push(Job::native(&READ, slf.clone().into_any().unbind(), None, 0));
         }
-        if writable && st.want_write {
-            out.push(Job::TransportWrite(slf.clone().unbind()));
+        if wants.write {
+            out.push(Job::native(&WRITE, slf.clone().into_any().unbind(), None, 0));
         }
     }
 
     fn queue_read(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
         if let Some(l) = slf.get().loop_of(slf.py()) {
-            l.get().push_job(Job::TransportRead(slf.clone().unbind()))?;
+            l.get().push_job(Job::native(&READ, slf.clone().into_any().unbind(), None, 0))?;
         }
         Ok(())
-    }
-
-    fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.st.borrow().context.as_ref().map(|c| c.clone_ref(py))
     }
 
     /// A reactor-driven job, run in the transport's context.
     pub(crate) fn run_job(slf: &Bound<'_, TransportCore>, write: bool) -> PyResult<()> {
         let py = slf.py();
-        let ctx = slf.get().context(py);
-        crate::util::run_in_context(py, ctx.as_ref(), || {
+        let ctx = slf.get().base().context(py);
+        crate::runtime::util::run_in_context(py, ctx.as_ref(), || {
             if write {
                 Self::write_ready(slf)
             } else {
@@ -182,17 +186,14 @@ impl TransportCore {
         let this = slf.get();
         let (buffered, protocol, large) = {
             let mut st = this.st.borrow_mut();
-            if st.conn_lost > 0 {
+            if st.base.conn_lost > 0 {
                 return Ok(());
             }
-            if !st.reading {
-                // Paused since this read was queued: with edge-triggered
-                // readiness the data is still waiting and no new edge will
-                // come, so resuming must read.
-                st.read_pending = true;
+            if !st.edge.begin_read() {
+                // Paused since this read was queued: resuming reads.
                 return Ok(());
             }
-            match &st.protocol {
+            match &st.base.protocol {
                 Some(p) => (st.buffered, p.clone_ref(py).into_bound(py), st.last_read >= LARGE_READ),
                 None => return Ok(()),
             }
@@ -214,7 +215,7 @@ impl TransportCore {
         let data = match received {
             Ok(d) => d,
             Err(e) if would_block(&e) => return Ok(()),
-            Err(e) => return this.fatal(py, crate::util::os_error(e), "Fatal read error on socket transport"),
+            Err(e) => return this.fatal(py, crate::runtime::util::os_error(e), "Fatal read error on socket transport"),
         };
         let n = data.as_bytes().len();
         this.st.borrow_mut().last_read = n;
@@ -224,7 +225,7 @@ impl TransportCore {
         if let Err(e) = protocol.call_method1(pyo3::intern!(py, "data_received"), (data,)) {
             return this.fatal(py, e, "Fatal error: protocol.data_received() call failed.");
         }
-        if n == MAX_SIZE || this.st.borrow().peer_closed {
+        if this.st.borrow().edge.read_again(n, MAX_SIZE) {
             Self::queue_read(slf)?;
         }
         Ok(())
@@ -234,9 +235,9 @@ impl TransportCore {
     fn read_into_buffer(slf: &Bound<'_, TransportCore>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let tls = crate::tls::is_tls_protocol(protocol);
+        let tls = crate::net::tls::is_tls_protocol(protocol);
         let buf = if tls {
-            crate::tls::_tls_get_buffer(protocol, -1)
+            crate::net::tls::_tls_get_buffer(protocol, -1)
         } else {
             protocol.call_method1(pyo3::intern!(py, "get_buffer"), (-1,))
         };
@@ -264,20 +265,20 @@ impl TransportCore {
             if would_block(&e) {
                 return Ok(());
             }
-            return this.fatal(py, crate::util::os_error(e), "Fatal read error on socket transport");
+            return this.fatal(py, crate::runtime::util::os_error(e), "Fatal read error on socket transport");
         }
         if n == 0 {
             return Self::on_eof(slf, protocol);
         }
         let updated = if tls {
-            crate::tls::_tls_buffer_updated(protocol, n as usize)
+            crate::net::tls::_tls_buffer_updated(protocol, n as usize)
         } else {
             protocol.call_method1(pyo3::intern!(py, "buffer_updated"), (n,)).map(drop)
         };
         if let Err(e) = updated {
             return this.fatal(py, e, "Fatal error: protocol.buffer_updated() call failed.");
         }
-        if n as usize == cap || this.st.borrow().peer_closed {
+        if this.st.borrow().edge.read_again(n as usize, cap) {
             Self::queue_read(slf)?;
         }
         Ok(())
@@ -302,7 +303,7 @@ impl TransportCore {
             // The protocol may still write, but nothing more can be read.
             {
                 let mut st = this.st.borrow_mut();
-                st.reading = false;
+                st.edge.stop();
                 st.read_side_done = true;
             }
             Self::park_if_idle(slf)
@@ -317,7 +318,7 @@ impl TransportCore {
         let this = slf.get();
         let err = {
             let mut st = this.st.borrow_mut();
-            if st.conn_lost > 0 || !st.want_write {
+            if st.base.conn_lost > 0 || !st.edge.want_write() {
                 return Ok(());
             }
             st.wbuf.flush(py, this.fd).err()
@@ -325,10 +326,10 @@ impl TransportCore {
         if let Some(e) = err {
             {
                 let mut st = this.st.borrow_mut();
-                st.want_write = false;
+                st.edge.set_want_write(false);
                 st.clear_buffer();
             }
-            let pyerr: PyErr = crate::util::os_error(e);
+            let pyerr: PyErr = crate::runtime::util::os_error(e);
             let exc = pyerr.value(py).clone().into_any();
             this.fatal(py, pyerr, "Fatal write error on socket transport")?;
             let waiter = this.st.borrow().empty_waiter.as_ref().map(|w| w.clone_ref(py));
@@ -342,9 +343,9 @@ impl TransportCore {
             let mut st = this.st.borrow_mut();
             let done = st.buffered_len() == 0;
             if done {
-                st.want_write = false;
+                st.edge.set_want_write(false);
             }
-            (done, st.empty_waiter.as_ref().map(|w| w.clone_ref(py)), st.closing, st.eof)
+            (done, st.empty_waiter.as_ref().map(|w| w.clone_ref(py)), st.base.closing, st.eof)
         };
         if done {
             if let Some(w) = waiter {
@@ -374,7 +375,7 @@ impl TransportCore {
     fn park_if_idle(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
         let idle = {
             let st = slf.get().st.borrow();
-            st.registered && (st.read_side_done || st.paused) && st.buffered_len() == 0 && !st.closing
+            st.registered && (st.read_side_done || st.paused) && st.buffered_len() == 0 && !st.base.closing
         };
         if idle {
             Self::set_registered(slf, false)?;
@@ -395,98 +396,43 @@ impl TransportCore {
     fn set_registered(slf: &Bound<'_, TransportCore>, on: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let l = this.st.borrow().loop_.as_ref().map(|l| l.clone_ref(py));
-        let Some(l) = l else { return Ok(()) };
+        let Some(l) = this.loop_of(py) else { return Ok(()) };
         if on {
-            l.get().register_transport(py, this.fd, slf.clone().unbind())?;
+            l.get().io.set_owner(py, this.fd, Self::owner(slf))?;
         } else {
-            l.get().unregister_transport(py, this.fd)?;
+            l.get().io.clear_owner(py, this.fd)?;
         }
         this.st.borrow_mut().registered = on;
         Ok(())
     }
 
+    fn owner(slf: &Bound<'_, TransportCore>) -> Owner {
+        Owner { target: slf.clone().into_any().unbind(), on_ready: owner_ready }
+    }
+
     fn maybe_pause_protocol(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let protocol = {
-            let mut st = this.st.borrow_mut();
-            if st.buffered_len() <= st.high_water || st.protocol_paused {
-                return Ok(());
-            }
-            st.protocol_paused = true;
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
-        };
-        if let Some(p) = protocol {
-            let ctx = this.context(py);
-            let r = crate::contexts::run_in_unless_entered(py, ctx.as_ref(), || p.call_method0(py, "pause_writing"));
-            if let Err(e) = r {
-                Self::report_flow_error(slf, e, "protocol.pause_writing() failed")?;
-            }
-        }
-        Ok(())
+        slf.get().base().flow(slf.py(), true)
     }
 
     fn maybe_resume_protocol(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let protocol = {
-            let mut st = this.st.borrow_mut();
-            if !(st.protocol_paused && st.buffered_len() <= st.low_water) {
-                return Ok(());
-            }
-            st.protocol_paused = false;
-            st.protocol.as_ref().map(|p| p.clone_ref(py))
-        };
-        if let Some(p) = protocol {
-            let ctx = this.context(py);
-            let r = crate::contexts::run_in_unless_entered(py, ctx.as_ref(), || p.call_method0(py, "resume_writing"));
-            if let Err(e) = r {
-                Self::report_flow_error(slf, e, "protocol.resume_writing() failed")?;
-            }
-        }
-        Ok(())
-    }
-
-    fn report_flow_error(slf: &Bound<'_, TransportCore>, err: PyErr, message: &str) -> PyResult<()> {
-        let py = slf.py();
-        if is_fatal(py, &err) {
-            return Err(err);
-        }
-        let this = slf.get();
-        let Some(l) = this.loop_of(py) else { return Ok(()) };
-        let d = PyDict::new(py);
-        d.set_item("message", message)?;
-        d.set_item("exception", crate::util::exc_value(py, err))?;
-        d.set_item("transport", this.wrapper(py))?;
-        d.set_item("protocol", this.protocol(py))?;
-        LoopCore::report(l.bind(py).as_any(), d)
+        slf.get().base().flow(slf.py(), false)
     }
 
     fn schedule_connection_lost(slf: &Bound<'_, TransportCore>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if let (Some(l), Some(t)) = (this.loop_of(py), this.wrapper(py)) {
-            // connection_lost runs in the transport's context, like every
-            // other protocol callback of this transport.
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("context", this.context(py))?;
-            l.bind(py).call_method("call_soon", (t.getattr("_call_connection_lost")?, exc), Some(&kwargs))?;
-        }
-        Ok(())
+        slf.get().base().schedule_connection_lost(slf.py(), exc)
     }
 
     fn begin_close(slf: &Bound<'_, TransportCore>) -> PyResult<()> {
         let lost = {
             let mut st = slf.get().st.borrow_mut();
-            if st.closing {
+            if st.base.closing {
                 return Ok(());
             }
-            st.closing = true;
-            st.reading = false;
+            st.base.closing = true;
+            st.edge.stop();
             if st.buffered_len() == 0 {
-                st.conn_lost += 1;
-                st.want_write = false;
+                st.base.conn_lost += 1;
+                st.edge.set_want_write(false);
                 true
             } else {
                 false
@@ -522,27 +468,16 @@ impl TransportCore {
         let buffered = protocol.is_instance(&protocol.py().import("asyncio")?.getattr("BufferedProtocol")?)?;
         Ok(TransportCore {
             st: GilCell::new(CoreState {
-                loop_: Some(r#loop.unbind()),
-                transport: Some(transport.unbind()),
-                protocol: Some(protocol.unbind()),
+                base: BaseState::new(r#loop.unbind(), transport.unbind(), protocol.unbind(), crate::runtime::util::copy_context(py)?),
                 buffered,
                 wbuf: WriteBuf::default(),
                 eof: false,
-                closing: false,
                 paused: false,
-                reading: false,
-                read_pending: false,
-                peer_closed: false,
-                want_write: false,
-                conn_lost: 0,
-                protocol_paused: false,
-                high_water: 64 * 1024,
-                low_water: 16 * 1024,
+                edge: EdgeReader::default(),
                 empty_waiter: None,
                 registered: false,
                 read_side_done: false,
                 last_read: 0,
-                context: Some(crate::util::copy_context(py)?),
             }),
             fd,
         })
@@ -552,8 +487,8 @@ impl TransportCore {
     /// construction).
     fn _register(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let l = slf.get().loop_of(py).ok_or_else(crate::loop_core::closed_error)?;
-        l.get().register_transport(py, slf.get().fd, slf.clone().unbind())?;
+        let l = slf.get().loop_of(py).ok_or_else(closed_error)?;
+        l.get().io.set_owner(py, slf.get().fd, Self::owner(slf))?;
         slf.get().st.borrow_mut().registered = true;
         Ok(())
     }
@@ -563,11 +498,10 @@ impl TransportCore {
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let pending = {
             let mut st = slf.get().st.borrow_mut();
-            if st.paused || st.closing || st.reading {
+            if st.paused || st.base.closing || st.edge.reading() {
                 return Ok(());
             }
-            st.reading = true;
-            std::mem::replace(&mut st.read_pending, false)
+            st.edge.start()
         };
         if pending {
             Self::queue_read(slf)?;
@@ -603,9 +537,9 @@ impl TransportCore {
             if bytes.is_empty() {
                 return Ok(());
             }
-            if st.conn_lost > 0 {
-                let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-                st.conn_lost += 1;
+            if st.base.conn_lost > 0 {
+                let warn = st.base.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                st.base.conn_lost += 1;
                 drop(st);
                 if warn {
                     py.import("asyncio.log")?.getattr("logger")?.call_method1("warning", ("socket.send() raised exception.",))?;
@@ -619,7 +553,7 @@ impl TransportCore {
             // bytearray buffer refuses it); 3.12+ queues it and fails when
             // the queue is sent, which loses the queued data just as this
             // does now.
-            if !crate::pyver::at_least(12) && this.st.borrow().buffered_len() > 0 {
+            if !crate::runtime::pyver::at_least(12) && this.st.borrow().buffered_len() > 0 {
                 return Err(PyTypeError::new_err("can't set bytearray slice from memoryview"));
             }
             let err = pyo3::exceptions::PyBufferError::new_err("memoryview: underlying buffer is not C-contiguous");
@@ -637,14 +571,14 @@ impl TransportCore {
                     if would_block(&e) {
                         break;
                     }
-                    return this.fatal(py, crate::util::os_error(e), "Fatal write error on socket transport");
+                    return this.fatal(py, crate::runtime::util::os_error(e), "Fatal write error on socket transport");
                 }
                 rest = &rest[n as usize..];
             }
             if rest.is_empty() {
                 return Ok(());
             }
-            this.st.borrow_mut().want_write = true;
+            this.st.borrow_mut().edge.set_want_write(true);
             Self::unpark(slf)?;
         }
         let shared = if owned.is_none() { Some(data.cast::<PyBytes>()?) } else { None };
@@ -659,7 +593,7 @@ impl TransportCore {
 
     fn write_eof(&self) {
         let mut st = self.st.borrow_mut();
-        if st.closing || st.eof {
+        if st.base.closing || st.eof {
             return;
         }
         st.eof = true;
@@ -678,22 +612,22 @@ impl TransportCore {
     }
 
     fn is_closing(&self) -> bool {
-        self.st.borrow().closing
+        self.st.borrow().base.closing
     }
 
     fn is_reading(&self) -> bool {
         let st = self.st.borrow();
-        !st.paused && !st.closing
+        !st.paused && !st.base.closing
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
         {
             let mut st = slf.get().st.borrow_mut();
-            if st.paused || st.closing {
+            if st.paused || st.base.closing {
                 return Ok(false);
             }
             st.paused = true;
-            st.reading = false;
+            st.edge.stop();
         }
         // asyncio removes its reader: a paused transport with nothing to
         // write is no longer referenced by the loop, and one the program
@@ -705,7 +639,7 @@ impl TransportCore {
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
         let parked = {
             let mut st = slf.get().st.borrow_mut();
-            if st.closing || !st.paused {
+            if st.base.closing || !st.paused {
                 return Ok(false);
             }
             st.paused = false;
@@ -726,18 +660,18 @@ impl TransportCore {
     fn _force_close(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         {
             let mut st = slf.get().st.borrow_mut();
-            if st.conn_lost > 0 {
+            if st.base.conn_lost > 0 {
                 return Ok(());
             }
             if st.buffered_len() > 0 {
                 st.clear_buffer();
-                st.want_write = false;
+                st.edge.set_want_write(false);
             }
-            if !st.closing {
-                st.closing = true;
-                st.reading = false;
+            if !st.base.closing {
+                st.base.closing = true;
+                st.edge.stop();
             }
-            st.conn_lost += 1;
+            st.base.conn_lost += 1;
         }
         Self::schedule_connection_lost(slf, exc)
     }
@@ -748,18 +682,12 @@ impl TransportCore {
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
         let st = self.st.borrow();
-        (st.low_water, st.high_water)
+        (st.base.low_water, st.base.high_water)
     }
 
     #[pyo3(signature = (high = None, low = None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (high, low) = crate::util::water_marks(high, low)?;
-        {
-            let mut st = slf.get().st.borrow_mut();
-            st.high_water = high;
-            st.low_water = low;
-        }
-        Self::maybe_pause_protocol(slf)
+        slf.get().base().set_limits(slf.py(), high, low)
     }
 
     fn set_protocol(&self, protocol: Bound<'_, PyAny>) -> PyResult<()> {
@@ -767,14 +695,14 @@ impl TransportCore {
         let old = {
             let mut st = self.st.borrow_mut();
             st.buffered = buffered;
-            st.protocol.replace(protocol.unbind())
+            st.base.protocol.replace(protocol.unbind())
         };
         drop(old);
         Ok(())
     }
 
     fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.st.borrow().protocol.as_ref().map(|p| p.clone_ref(py))
+        self.st.borrow().base.protocol.as_ref().map(|p| p.clone_ref(py))
     }
 
     fn _set_empty_waiter(&self, waiter: Option<Py<PyAny>>) {
@@ -785,19 +713,16 @@ impl TransportCore {
     /// Unregister from the reactor and drop references (after
     /// `connection_lost`, before the socket is closed).
     fn _detach(&self, py: Python<'_>) -> PyResult<()> {
-        let (l, registered) = {
-            let st = self.st.borrow();
-            (st.loop_.as_ref().map(|l| l.clone_ref(py)), st.registered)
-        };
+        let (l, registered) = (self.loop_of(py), self.st.borrow().registered);
         if let (Some(l), true) = (l, registered) {
-            l.get().unregister_transport(py, self.fd)?;
+            l.get().io.clear_owner(py, self.fd)?;
         }
         let old = {
             let mut st = self.st.borrow_mut();
             st.registered = false;
-            st.reading = false;
-            st.want_write = false;
-            (st.protocol.take(), st.transport.take(), st.loop_.take(), st.empty_waiter.take())
+            st.edge.stop();
+            st.edge.set_want_write(false);
+            (st.base.protocol.take(), st.base.transport.take(), st.base.loop_.take(), st.empty_waiter.take())
         };
         drop(old);
         Ok(())
@@ -806,12 +731,12 @@ impl TransportCore {
     /// The context protocol callbacks run in (captured at creation).
     #[getter]
     fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.context(py)
+        self.base().context(py)
     }
 
     #[getter]
     fn _conn_lost(&self) -> u32 {
-        self.st.borrow().conn_lost
+        self.st.borrow().base.conn_lost
     }
 
     #[getter]
@@ -828,21 +753,17 @@ impl TransportCore {
     #[getter]
     fn _polling(&self) -> (bool, bool) {
         let st = self.st.borrow();
-        (st.reading, st.want_write)
+        (st.edge.reading(), st.edge.want_write())
     }
 
     #[getter]
     fn _protocol_paused(&self) -> bool {
-        self.st.borrow().protocol_paused
+        self.st.borrow().base.protocol_paused
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(st) = self.st.try_borrow() {
-            visit.call(&st.loop_)?;
-            visit.call(&st.transport)?;
-            visit.call(&st.protocol)?;
-            visit.call(&st.empty_waiter)?;
-            visit.call(&st.context)?;
+            traverse!(&visit; st.base, st.empty_waiter);
             st.wbuf.traverse(&visit)?;
         }
         Ok(())
@@ -852,7 +773,8 @@ impl TransportCore {
         let old = {
             let mut st = self.st.borrow_mut();
             let wbuf = std::mem::take(&mut st.wbuf);
-            (st.loop_.take(), st.transport.take(), st.protocol.take(), st.empty_waiter.take(), st.context.take(), wbuf)
+            let b = &mut st.base;
+            (b.loop_.take(), b.transport.take(), b.protocol.take(), b.context.take(), st.empty_waiter.take(), wbuf)
         };
         drop(old);
     }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use crate::gil::GilCell;
+use crate::runtime::gil::GilCell;
 
 /// Object addresses are unique while registered; multiplying by a large odd
 /// constant spreads their low (aligned) bits.

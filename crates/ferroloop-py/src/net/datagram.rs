@@ -6,8 +6,9 @@
 //! The core occupies its descriptor's reader slot in the loop's fd table
 //! (and the writer slot while datagrams are buffered), as asyncio's
 //! transport holds `add_reader`/`add_writer` callbacks, so `add_reader` on
-//! the descriptor is refused the same way. Readiness becomes a
-//! [`Job::DgramIo`] — no Handle, no bound method.
+//! the descriptor is refused the same way. Readiness becomes a [`READ`] or
+//! [`WRITE`] job — no Handle, no bound method. Flow control and closing are
+//! the shared `transport_base`.
 //!
 //! asyncio receives one datagram per readable event per iteration
 //! (level-triggered). On the edge-triggered reactor a read that got a
@@ -26,12 +27,52 @@ use std::collections::VecDeque;
 
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::gil::GilCell;
-use crate::loop_core::{Job, LoopCore, Waiter};
-use crate::util::is_fatal;
+use crate::net::transport_base::{Base, BaseState, TransportState};
+use crate::runtime::gc::{traverse, Traverse};
+use crate::runtime::gil::GilCell;
+use crate::sched::io::{IoWaiter, Waiter};
+use crate::sched::job::{Job, JobKind};
+use crate::sched::loop_core::LoopCore;
+
+/// The transport's socket is readable / writable.
+pub(crate) static READ: JobKind = JobKind { run: run_read, subject: core_subject, as_callback: None };
+pub(crate) static WRITE: JobKind = JobKind { run: run_write, subject: core_subject, as_callback: None };
+
+fn run_read<'py>(core: Bound<'py, PyAny>, _: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
+    DatagramCore::run_job(core.cast::<DatagramCore>()?, false)
+}
+
+fn run_write<'py>(core: Bound<'py, PyAny>, _: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
+    DatagramCore::run_job(core.cast::<DatagramCore>()?, true)
+}
+
+fn core_subject(core: &Bound<'_, PyAny>, _: i32) -> Py<PyAny> {
+    core.clone().unbind()
+}
+
+/// The transport in its descriptor's reader or writer slot.
+struct SlotWaiter(Py<DatagramCore>);
+
+impl IoWaiter for SlotWaiter {
+    fn job(&self, loop_: &Bound<'_, PyAny>, _fd: i32, write: bool) -> Job {
+        Job::native(if write { &WRITE } else { &READ }, self.0.clone_ref(loop_.py()).into_any(), None, 0)
+    }
+    fn shown(&self, py: Python<'_>) -> Py<PyAny> {
+        self.0.clone_ref(py).into_any()
+    }
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.0.traverse(visit)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
 
 /// asyncio's `_SelectorTransport.max_size`.
 const MAX_SIZE: usize = 256 * 1024;
@@ -39,9 +80,7 @@ const MAX_SIZE: usize = 256 * 1024;
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 struct DgState {
-    loop_: Option<Py<LoopCore>>,
-    transport: Option<Py<PyAny>>,
-    protocol: Option<Py<PyAny>>,
+    base: BaseState,
     sock: Option<Py<PyAny>>,
     /// The remote address given to create_datagram_endpoint, if any.
     address: Option<Py<PyAny>>,
@@ -51,14 +90,20 @@ struct DgState {
     nameless_peer: bool,
     buffer: VecDeque<(Py<PyAny>, Py<PyAny>)>,
     buffer_size: usize,
-    closing: bool,
-    conn_lost: u32,
     reading: bool,
     writing: bool,
-    protocol_paused: bool,
-    high_water: usize,
-    low_water: usize,
-    context: Option<Py<PyAny>>,
+}
+
+impl TransportState for DgState {
+    fn base(&self) -> &BaseState {
+        &self.base
+    }
+    fn base_mut(&mut self) -> &mut BaseState {
+        &mut self.base
+    }
+    fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
 }
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
@@ -86,49 +131,31 @@ fn classify(py: Python<'_>, r: PyResult<Bound<'_, PyAny>>) -> Io {
 }
 
 impl DatagramCore {
+    fn base(&self) -> Base<'_, DgState> {
+        Base(&self.st)
+    }
+
     fn loop_of(&self, py: Python<'_>) -> Option<Py<LoopCore>> {
-        self.st.borrow().loop_.as_ref().map(|l| l.clone_ref(py))
+        self.base().loop_of(py)
     }
 
     fn field(&self, py: Python<'_>, f: impl Fn(&DgState) -> &Option<Py<PyAny>>) -> Option<Py<PyAny>> {
         f(&self.st.borrow()).as_ref().map(|o| o.clone_ref(py))
     }
 
-    fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.field(py, |s| &s.context)
-    }
-
     /// Call `protocol.<name>(*args)` in the transport's context.
     fn call_protocol<'py>(&self, py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyResult<()> {
-        let Some(p) = self.field(py, |s| &s.protocol) else { return Ok(()) };
-        let ctx = self.context(py);
-        crate::contexts::run_in_unless_entered(py, ctx.as_ref(), || p.bind(py).call_method1(name, args).map(drop))
+        self.base().call_protocol(py, name, args)
     }
 
-    /// `transport._fatal_error(exc, message)`; SystemExit/KeyboardInterrupt escape.
     fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
-        if is_fatal(py, &err) {
-            return Err(err);
-        }
-        match self.field(py, |s| &s.transport) {
-            Some(t) => t.bind(py).call_method1("_fatal_error", (crate::util::exc_value(py, err), message)).map(drop),
-            None => Ok(()),
-        }
+        self.base().fatal(py, err, message)
     }
 
     /// What asyncio's Handle would do with an exception escaping the I/O
     /// callback: report it to the exception handler, carry on.
     fn report_callback_error(&self, py: Python<'_>, err: PyErr, what: &str) -> PyResult<()> {
-        if is_fatal(py, &err) {
-            return Err(err);
-        }
-        let Some(l) = self.loop_of(py) else { return Ok(()) };
-        let d = PyDict::new(py);
-        d.set_item("message", format!("Exception in callback DatagramTransport.{what}()"))?;
-        d.set_item("exception", crate::util::exc_value(py, err))?;
-        d.set_item("transport", self.field(py, |s| &s.transport))?;
-        d.set_item("protocol", self.field(py, |s| &s.protocol))?;
-        LoopCore::report(l.bind(py).as_any(), d)
+        self.base().report(py, err, &format!("Exception in callback DatagramTransport.{what}()"))
     }
 
     fn set_slot(slf: &Bound<'_, DatagramCore>, write: bool, on: bool) -> PyResult<()> {
@@ -143,14 +170,16 @@ impl DatagramCore {
             }
             *flag = on;
         }
-        let w = on.then(|| Waiter::Dgram(slf.clone().unbind()));
-        l.get().set_waiter(py, this.fd, write, w)
+        let w = on.then(|| Waiter::Native(Box::new(SlotWaiter(slf.clone().unbind()))));
+        let (old, r) = l.get().io.put(py, this.fd, write, w);
+        drop(old);
+        r
     }
 
     pub(crate) fn run_job(slf: &Bound<'_, DatagramCore>, write: bool) -> PyResult<()> {
         let py = slf.py();
-        let ctx = slf.get().context(py);
-        crate::util::run_in_context(py, ctx.as_ref(), || if write { Self::write_ready(slf) } else { Self::read_ready(slf) })
+        let ctx = slf.get().base().context(py);
+        crate::runtime::util::run_in_context(py, ctx.as_ref(), || if write { Self::write_ready(slf) } else { Self::read_ready(slf) })
     }
 
     /// asyncio's `_read_ready`: one datagram.
@@ -159,7 +188,7 @@ impl DatagramCore {
         let this = slf.get();
         let sock = {
             let st = this.st.borrow();
-            if st.conn_lost > 0 || !st.reading {
+            if st.base.conn_lost > 0 || !st.reading {
                 return Ok(());
             }
             match &st.sock {
@@ -179,7 +208,7 @@ impl DatagramCore {
                 true
             }
             Io::OsErr(e) => {
-                let exc = crate::util::exc_value(py, e);
+                let exc = crate::runtime::util::exc_value(py, e);
                 if let Err(e) = this.call_protocol(py, "error_received", (exc,)) {
                     this.report_callback_error(py, e, "_read_ready")?;
                 }
@@ -194,7 +223,7 @@ impl DatagramCore {
             // Level-triggered emulation: more datagrams may be queued.
             let l = this.loop_of(py);
             if let (Some(l), true) = (l, this.st.borrow().reading) {
-                l.get().push_job(Job::DgramIo { core: slf.clone().unbind(), write: false })?;
+                l.get().push_job(Job::native(&READ, slf.clone().into_any().unbind(), None, 0))?;
             }
         }
         Ok(())
@@ -236,7 +265,7 @@ impl DatagramCore {
                     return Ok(());
                 }
                 Io::OsErr(e) => {
-                    let exc = crate::util::exc_value(py, e);
+                    let exc = crate::runtime::util::exc_value(py, e);
                     if let Err(e) = this.call_protocol(py, "error_received", (exc,)) {
                         this.report_callback_error(py, e, "_sendto_ready")?;
                     }
@@ -248,13 +277,13 @@ impl DatagramCore {
         Self::maybe_resume_protocol(slf)?; // may append to the buffer
         let (empty, closing) = {
             let st = this.st.borrow();
-            (st.buffer.is_empty(), st.closing)
+            (st.buffer.is_empty(), st.base.closing)
         };
         if empty {
             Self::set_slot(slf, true, false)?;
             if closing {
-                if let Some(t) = this.field(py, |s| &s.transport) {
-                    t.bind(py).call_method1("_call_connection_lost", (py.None(),))?;
+                if let Some(t) = this.base().wrapper(py) {
+                    t.call_method1("_call_connection_lost", (py.None(),))?;
                 }
             }
         }
@@ -262,38 +291,7 @@ impl DatagramCore {
     }
 
     fn flow_call(slf: &Bound<'_, DatagramCore>, pause: bool) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        {
-            let mut st = this.st.borrow_mut();
-            let go = if pause {
-                st.buffer_size > st.high_water && !st.protocol_paused
-            } else {
-                st.protocol_paused && st.buffer_size <= st.low_water
-            };
-            if !go {
-                return Ok(());
-            }
-            st.protocol_paused = pause;
-        }
-        let (name, msg) = if pause {
-            ("pause_writing", "protocol.pause_writing() failed")
-        } else {
-            ("resume_writing", "protocol.resume_writing() failed")
-        };
-        if let Err(e) = this.call_protocol(py, name, ()) {
-            if is_fatal(py, &e) {
-                return Err(e);
-            }
-            let Some(l) = this.loop_of(py) else { return Ok(()) };
-            let d = PyDict::new(py);
-            d.set_item("message", msg)?;
-            d.set_item("exception", crate::util::exc_value(py, e))?;
-            d.set_item("transport", this.field(py, |s| &s.transport))?;
-            d.set_item("protocol", this.field(py, |s| &s.protocol))?;
-            LoopCore::report(l.bind(py).as_any(), d)?;
-        }
-        Ok(())
+        slf.get().base().flow(slf.py(), pause)
     }
 
     fn maybe_resume_protocol(slf: &Bound<'_, DatagramCore>) -> PyResult<()> {
@@ -301,14 +299,7 @@ impl DatagramCore {
     }
 
     fn schedule_connection_lost(slf: &Bound<'_, DatagramCore>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if let (Some(l), Some(t)) = (this.loop_of(py), this.field(py, |s| &s.transport)) {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("context", this.context(py))?;
-            l.bind(py).call_method("call_soon", (t.bind(py).getattr("_call_connection_lost")?, exc), Some(&kwargs))?;
-        }
-        Ok(())
+        slf.get().base().schedule_connection_lost(slf.py(), exc)
     }
 }
 
@@ -329,23 +320,15 @@ impl DatagramCore {
         let fd: i32 = sock.call_method0("fileno")?.extract()?;
         Ok(DatagramCore {
             st: GilCell::new(DgState {
-                loop_: Some(r#loop.unbind()),
-                transport: Some(transport.unbind()),
-                protocol: Some(protocol.unbind()),
+                base: BaseState::new(r#loop.unbind(), transport.unbind(), protocol.unbind(), crate::runtime::util::copy_context(py)?),
                 sock: Some(sock.unbind()),
                 address: address.filter(|a| a.is_truthy().unwrap_or(true)).map(Bound::unbind),
                 connected,
                 nameless_peer,
                 buffer: VecDeque::new(),
                 buffer_size: 0,
-                closing: false,
-                conn_lost: 0,
                 reading: false,
                 writing: false,
-                protocol_paused: false,
-                high_water: 64 * 1024,
-                low_water: 16 * 1024,
-                context: Some(crate::util::copy_context(py)?),
             }),
             fd,
         })
@@ -354,7 +337,7 @@ impl DatagramCore {
     /// asyncio: `_add_reader(fd, _read_ready)`, scheduled after
     /// `connection_made`. A transport closed meanwhile does not start.
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if slf.get().st.borrow().closing {
+        if slf.get().st.borrow().base.closing {
             return Ok(());
         }
         Self::set_slot(slf, false, true)
@@ -371,7 +354,7 @@ impl DatagramCore {
             )));
         }
         // Before 3.13 asyncio drops empty datagrams; 3.13 sends them.
-        if !crate::pyver::at_least(13) && !data.is_truthy()? {
+        if !crate::runtime::pyver::at_least(13) && !data.is_truthy()? {
             return Ok(());
         }
         let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
@@ -384,9 +367,9 @@ impl DatagramCore {
             addr = a.clone();
             let lost = {
                 let mut st = this.st.borrow_mut();
-                let lost = st.conn_lost;
+                let lost = st.base.conn_lost;
                 if lost > 0 {
-                    st.conn_lost += 1;
+                    st.base.conn_lost += 1;
                 }
                 lost
             };
@@ -403,7 +386,7 @@ impl DatagramCore {
                 Io::Done(_) => return Ok(()),
                 Io::WouldBlock => Self::set_slot(slf, true, true)?,
                 Io::OsErr(e) => {
-                    let exc = crate::util::exc_value(py, e);
+                    let exc = crate::runtime::util::exc_value(py, e);
                     return this.call_protocol(py, "error_received", (exc,));
                 }
                 Io::Other(e) => return this.fatal(py, e, "Fatal write error on datagram transport"),
@@ -426,35 +409,29 @@ impl DatagramCore {
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
         let st = self.st.borrow();
-        (st.low_water, st.high_water)
+        (st.base.low_water, st.base.high_water)
     }
 
     #[pyo3(signature = (high = None, low = None))]
     fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        let (high, low) = crate::util::water_marks(high, low)?;
-        {
-            let mut st = slf.get().st.borrow_mut();
-            st.high_water = high;
-            st.low_water = low;
-        }
-        Self::flow_call(slf, true)
+        slf.get().base().set_limits(slf.py(), high, low)
     }
 
     fn is_closing(&self) -> bool {
-        self.st.borrow().closing
+        self.st.borrow().base.closing
     }
 
     /// asyncio's `_SelectorTransport.close`.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let lost = {
             let mut st = slf.get().st.borrow_mut();
-            if st.closing {
+            if st.base.closing {
                 return Ok(());
             }
-            st.closing = true;
+            st.base.closing = true;
             let lost = st.buffer.is_empty();
             if lost {
-                st.conn_lost += 1;
+                st.base.conn_lost += 1;
             }
             lost
         };
@@ -471,15 +448,15 @@ impl DatagramCore {
     fn _force_close(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         let (had_buffer, was_closing) = {
             let mut st = slf.get().st.borrow_mut();
-            if st.conn_lost > 0 {
+            if st.base.conn_lost > 0 {
                 return Ok(());
             }
             let had = !st.buffer.is_empty();
             let old = std::mem::take(&mut st.buffer);
             st.buffer_size = 0;
-            let was_closing = st.closing;
-            st.closing = true;
-            st.conn_lost += 1;
+            let was_closing = st.base.closing;
+            st.base.closing = true;
+            st.base.conn_lost += 1;
             drop(st);
             drop(old);
             (had, was_closing)
@@ -494,12 +471,12 @@ impl DatagramCore {
     }
 
     fn set_protocol(&self, protocol: Py<PyAny>) {
-        let old = self.st.borrow_mut().protocol.replace(protocol);
+        let old = self.st.borrow_mut().base.protocol.replace(protocol);
         drop(old);
     }
 
     fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.field(py, |s| &s.protocol)
+        self.base().protocol(py).map(Bound::unbind)
     }
 
     /// Leave the fd table and drop references (after `connection_lost`,
@@ -509,8 +486,9 @@ impl DatagramCore {
         Self::set_slot(slf, true, false)?;
         let old = {
             let mut st = slf.get().st.borrow_mut();
+            let st = &mut *st;
             let b = std::mem::take(&mut st.buffer);
-            (st.protocol.take(), st.transport.take(), st.loop_.take(), st.sock.take(), b)
+            (st.base.protocol.take(), st.base.transport.take(), st.base.loop_.take(), st.sock.take(), b)
         };
         drop(old);
         Ok(())
@@ -518,17 +496,17 @@ impl DatagramCore {
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.context(py)
+        self.base().context(py)
     }
 
     #[getter]
     fn _conn_lost(&self) -> u32 {
-        self.st.borrow().conn_lost
+        self.st.borrow().base.conn_lost
     }
 
     #[getter]
     fn _protocol_paused(&self) -> bool {
-        self.st.borrow().protocol_paused
+        self.st.borrow().base.protocol_paused
     }
 
     /// (reader registered, writer registered)
@@ -540,16 +518,7 @@ impl DatagramCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(st) = self.st.try_borrow() {
-            visit.call(&st.loop_)?;
-            visit.call(&st.transport)?;
-            visit.call(&st.protocol)?;
-            visit.call(&st.sock)?;
-            visit.call(&st.address)?;
-            visit.call(&st.context)?;
-            for (d, a) in &st.buffer {
-                visit.call(d)?;
-                visit.call(a)?;
-            }
+            traverse!(&visit; st.base, st.sock, st.address, st.buffer);
         }
         Ok(())
     }
@@ -557,8 +526,10 @@ impl DatagramCore {
     fn __clear__(&self) {
         let old = {
             let mut st = self.st.borrow_mut();
+            let st = &mut *st;
             let b = std::mem::take(&mut st.buffer);
-            (st.loop_.take(), st.transport.take(), st.protocol.take(), st.sock.take(), st.address.take(), st.context.take(), b)
+            let base = &mut st.base;
+            (base.loop_.take(), base.transport.take(), base.protocol.take(), base.context.take(), st.sock.take(), st.address.take(), b)
         };
         drop(old);
     }
@@ -567,7 +538,7 @@ impl DatagramCore {
 /// What one queued datagram adds to `get_write_buffer_size()`: its payload,
 /// and from 3.13 on 8 bytes of header, as asyncio counts.
 fn buffered_size(payload: usize) -> usize {
-    if crate::pyver::at_least(13) {
+    if crate::runtime::pyver::at_least(13) {
         payload + 8
     } else {
         payload

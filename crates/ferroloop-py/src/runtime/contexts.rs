@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::util::copy_context;
+use crate::runtime::util::copy_context;
 
 /// CPython's `struct _pycontextobject` (Include/internal/pycore_context.h).
 #[repr(C)]
@@ -71,7 +71,7 @@ pub(crate) fn sharing_enabled() -> bool {
 
 /// A snapshot of the current context for a callback: `(context, shared)`.
 /// `cache` is the loop's last snapshot.
-pub(crate) fn snapshot(py: Python<'_>, cache: &crate::gil::GilCell<Option<Py<PyAny>>>) -> PyResult<(Py<PyAny>, bool)> {
+pub(crate) fn snapshot(py: Python<'_>, cache: &crate::runtime::gil::GilCell<Option<Py<PyAny>>>) -> PyResult<(Py<PyAny>, bool)> {
     let cur = copy_context(py)?;
     if !sharing_enabled() {
         return Ok((cur, false));
@@ -106,7 +106,7 @@ pub(crate) fn run_in_unless_entered<R>(
             if entered {
                 f()
             } else {
-                crate::util::run_in_context(py, Some(c), f)
+                crate::runtime::util::run_in_context(py, Some(c), f)
             }
         }
         _ => f(),

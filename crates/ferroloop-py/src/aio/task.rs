@@ -4,7 +4,7 @@
 //! `asyncio.tasks._current_tasks`, resume the coroutine with `PyIter_Send`
 //! (or `throw` an exception into it), then act on what it yielded. When it
 //! yields a native Future or Task, the wake-up is registered as a
-//! [`Callback::Wakeup`] and later queued as a [`Job::Wakeup`]: no
+//! [`Callback::Native`] of kind [`WAKEUP`] and later queued as that job: no
 //! bound-method object, no context copy, no `loop.call_soon` call. Anything
 //! else that looks like a future goes through the duck-typed path, exactly
 //! like asyncio's (so Python subclasses and foreign futures work).
@@ -21,11 +21,41 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::future::{invalid_state, Callback, Future, FutState, State};
-use crate::gil::GilCell;
-use crate::imports::imports;
-use crate::loop_core::{Job, LoopCore};
-use crate::util::{copy_context, exc_value, is_fatal, run_in_context};
+use crate::aio::future::{invalid_state, Callback, Future, FutState, State};
+use crate::runtime::gil::GilCell;
+use crate::runtime::imports::imports;
+use crate::runtime::gc::traverse;
+use crate::runtime::util::{copy_context, exc_value, is_fatal, run_in_context};
+use crate::sched::job::{Job, JobKind};
+use crate::sched::loop_core::LoopCore;
+
+/// A step of a native Task (`obj`: the exception to throw into it).
+pub(crate) static STEP: JobKind = JobKind { run: run_step, subject: task_subject, as_callback: None };
+/// A native Task's awaited future finished (`obj`: that future).
+pub(crate) static WAKEUP: JobKind = JobKind { run: run_wakeup, subject: task_subject, as_callback: Some(wakeup_callback) };
+
+fn run_step<'py>(task: Bound<'py, PyAny>, exc: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
+    Task::run_step_job(task.cast::<Task>()?, exc)
+}
+
+fn run_wakeup<'py>(task: Bound<'py, PyAny>, fut: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
+    match fut {
+        Some(fut) => Task::run_wakeup_job(task.cast::<Task>()?, fut),
+        None => Ok(()),
+    }
+}
+
+/// asyncio's slow-callback report shows the task of a step.
+fn task_subject(task: &Bound<'_, PyAny>, _: i32) -> Py<PyAny> {
+    task.clone().unbind()
+}
+
+/// The bound `task._wakeup` asyncio would have registered, in the task's
+/// context.
+fn wakeup_callback<'py>(task: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Option<Py<PyAny>>)> {
+    let ctx = task.cast::<Task>()?.get().context(task.py());
+    Ok((task.getattr(pyo3::intern!(task.py(), "_wakeup"))?, ctx))
+}
 
 static TASK_NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -197,9 +227,9 @@ impl Task {
             Ok(l) => l.get().running(),
             Err(_) => loop_.call_method0("is_running")?.is_truthy()?,
         };
-        if crate::registry::enabled() && slf.get_type().is(py.get_type::<Task>()) {
+        if crate::runtime::registry::enabled() && slf.get_type().is(py.get_type::<Task>()) {
             // Re-initialising an already registered task is harmless: a set.
-            crate::registry::insert(slf.as_any());
+            crate::runtime::registry::insert(slf.as_any());
         } else {
             imports(py).register_task.bind(py).call1((slf,))?;
         }
@@ -238,7 +268,7 @@ impl Task {
         let py = slf.py();
         let native = Self::fut(slf).get().st.borrow().native.as_ref().map(|n| n.clone_ref(py));
         match native {
-            Some(n) => n.get().push_job(Job::Step { task: slf.clone().unbind(), exc: exc.map(Bound::unbind) }),
+            Some(n) => n.get().push_job(Job::native(&STEP, slf.clone().into_any().unbind(), exc.map(Bound::unbind), 0)),
             None => {
                 let loop_ = Self::fut(slf).get().loop_obj(py)?;
                 let kwargs = PyDict::new(py);
@@ -365,7 +395,7 @@ impl Task {
             if native {
                 let rfut = result.cast::<Future>().expect("exact type checked");
                 rfut.get().st.borrow_mut().blocking = false;
-                Future::add_callback(rfut, Callback::Wakeup(slf.clone().unbind()))?;
+                Future::add_callback(rfut, Callback::Native { kind: &WAKEUP, target: slf.clone().into_any().unbind() })?;
             } else {
                 result.setattr("_asyncio_future_blocking", false)?;
                 let kwargs = PyDict::new(py);
@@ -434,7 +464,7 @@ impl Task {
         let d = PyDict::new(py);
         d.set_item("message", format!("Exception in callback {}.{}()", slf.repr()?, what))?;
         d.set_item("exception", exc_value(py, err))?;
-        LoopCore::report(&loop_, d)
+        crate::runtime::util::report(&loop_, d)
     }
 
     pub(crate) fn run_step_job(slf: &Bound<'_, Task>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
@@ -550,7 +580,7 @@ impl Task {
             st.num_cancels_requested -= 1;
             // 3.13: withdrawing the last request also withdraws a cancel
             // not yet delivered (TaskGroup and timeout() rely on it).
-            if st.num_cancels_requested == 0 && crate::pyver::at_least(13) {
+            if st.num_cancels_requested == 0 && crate::runtime::pyver::at_least(13) {
                 st.must_cancel = false;
             }
         }
@@ -658,7 +688,7 @@ impl Task {
 
     #[deleter(_log_destroy_pending)]
     fn del_log_destroy_pending(&self) -> PyResult<()> {
-        Err(crate::util::cannot_delete())
+        Err(crate::runtime::util::cannot_delete())
     }
 
     #[setter(_log_destroy_pending)]
@@ -668,12 +698,26 @@ impl Task {
         Ok(())
     }
 
+    /// Task's finalizer as a method (see `Future.__del__`).
+    fn __del__(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::finalize(slf)
+    }
+
+    /// An exact native Task reports the stand-in subclass of `asyncio.Task`
+    /// (see `Future.__class__`).
+    #[getter]
+    fn __class__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let ty = slf.get_type();
+        if ty.is(py.get_type::<Task>()) {
+            return Ok(crate::runtime::shadows::shadow_classes(py)?.task.bind(py).clone());
+        }
+        Ok(ty.into_any())
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(st) = self.st.try_borrow() {
-            visit.call(&st.coro)?;
-            visit.call(&st.context)?;
-            visit.call(&st.fut_waiter)?;
-            visit.call(&st.name)?;
+            traverse!(&visit; st.coro, st.context, st.fut_waiter, st.name);
         }
         Ok(())
     }
@@ -684,5 +728,69 @@ impl Task {
             (st.coro.take(), st.context.take(), st.fut_waiter.take(), st.name.take())
         };
         drop(old);
+    }
+}
+
+/// `loop.create_task` (a method of `LoopCore`, defined here: the scheduler
+/// does not name Task).
+#[pymethods]
+impl LoopCore {
+    #[pyo3(signature = (coro, *, name = None, context = None, eager_start = None, **kwargs))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: &Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        context: Option<Bound<'py, PyAny>>,
+        eager_start: Option<bool>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        slf.get().check_closed()?;
+        let factory = slf.get().st.borrow().task_factory.as_ref().map(|f| f.clone_ref(py));
+        let extra = kwargs.filter(|k| !k.is_empty());
+        match factory {
+            None => {
+                if let Some(extra) = extra {
+                    // asyncio 3.13.3+ hands them to Task(), which takes none.
+                    let key = extra.keys().get_item(0)?;
+                    return Err(PyTypeError::new_err(format!(
+                        "create_task() got an unexpected keyword argument {}",
+                        key.repr()?
+                    )));
+                }
+                Ok(Task::new_for_loop(slf, coro, name, context, eager_start.unwrap_or(false))?.into_any())
+            }
+            Some(f) => {
+                // Keyword arguments a custom factory understands reach it
+                // (asyncio 3.13.3+ forwards all of them; ferroloop does on
+                // every version, as it accepts eager_start everywhere).
+                let fkwargs = match extra {
+                    Some(e) => e.copy()?,
+                    None => PyDict::new(py),
+                };
+                if let Some(c) = context.filter(|c| !c.is_none()) {
+                    fkwargs.set_item("context", c)?;
+                }
+                if let Some(e) = eager_start {
+                    fkwargs.set_item("eager_start", e)?;
+                }
+                let name = name.filter(|n| !n.is_none());
+                let forward_name = crate::runtime::pyver::at_least_patch(13, 3);
+                if forward_name {
+                    if let Some(n) = &name {
+                        fkwargs.set_item("name", n)?;
+                    }
+                }
+                let task = f.bind(py).call((slf, coro), Some(&fkwargs))?;
+                if !forward_name {
+                    if let Some(n) = name {
+                        if let Ok(set_name) = task.getattr("set_name") {
+                            set_name.call1((n,))?;
+                        }
+                    }
+                }
+                Ok(task)
+            }
+        }
     }
 }

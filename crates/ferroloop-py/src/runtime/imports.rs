@@ -24,7 +24,8 @@ pub(crate) struct Imports {
     pub extract_stack: Py<PyAny>,
     pub format_callback_source: Py<PyAny>,
     pub generic_alias: Py<PyAny>,
-    pub shadows: PyOnceLock<crate::Shadows>,
+    /// `asyncio.Task`: what a slow callback's `__self__` is checked against.
+    pub task_class: Py<PyAny>,
 }
 
 static IMPORTS: PyOnceLock<Imports> = PyOnceLock::new();
@@ -49,7 +50,7 @@ fn load(py: Python<'_>) -> PyResult<Imports> {
         extract_stack: attr("asyncio.format_helpers", "extract_stack")?,
         format_callback_source: attr("asyncio.format_helpers", "_format_callback_source")?,
         generic_alias: attr("types", "GenericAlias")?,
-        shadows: PyOnceLock::new(),
+        task_class: attr("asyncio.tasks", "Task")?,
     })
 }
 

@@ -66,7 +66,7 @@ fn fatal(proto: &Bound<'_, PyAny>, e: PyErr) -> PyResult<()> {
     {
         return Err(e);
     }
-    let exc = crate::util::exc_value(py, e);
+    let exc = crate::runtime::util::exc_value(py, e);
     proto.call_method1(pyo3::intern!(py, "_fatal_error"), (exc, "Fatal error on SSL protocol"))?;
     Ok(())
 }
