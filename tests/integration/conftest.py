@@ -1,0 +1,189 @@
+"""Fixtures of the integration suite: the real servers, and ``run``, which
+runs a scenario once on stdlib asyncio and once on ferroloop.
+
+A server this machine cannot start skips the scenarios that need it, with
+the reason; under CI (``CI`` set, as ``.ci/run`` does) it fails them
+instead, so a CI run cannot pass by skipping its servers.
+"""
+
+import asyncio
+import faulthandler
+import gc
+import os
+import sys
+import time
+
+import pytest
+
+import ferroloop
+
+from . import servers
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "ferroloop": ferroloop.new_event_loop}
+
+
+def _unavailable(what, reason):
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} could not be started under CI: {reason}", pytrace=False)
+    pytest.skip(f"{what} unavailable: {reason}")
+
+
+class _Lazy:
+    """Starts a server on first use and keeps it (or the reason it could not
+    start) for the rest of the session."""
+
+    def __init__(self, what, start):
+        self.what = what
+        self.start = start
+        self.server = None
+        self.error = None
+
+    def get(self):
+        if self.server is None and self.error is None:
+            try:
+                self.server = self.start()
+            except servers.Unavailable as e:
+                self.error = str(e)
+        if self.error is not None:
+            _unavailable(self.what, self.error)
+        return self.server
+
+    def stop(self):
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+@pytest.fixture(scope="session")
+def tls_ca():
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def _servers(tls_ca):
+    lazy = {
+        "postgres": _Lazy("PostgreSQL", lambda: servers.start_postgres(ca=tls_ca)),
+        "redis": _Lazy("Redis", servers.start_redis),
+        "mariadb": _Lazy("MariaDB", servers.start_mariadb),
+    }
+    try:
+        yield lazy
+    finally:
+        for s in lazy.values():
+            s.stop()
+
+
+@pytest.fixture
+def postgres(_servers):
+    return _servers["postgres"].get()
+
+
+@pytest.fixture
+def redis_server(_servers):
+    return _servers["redis"].get()
+
+
+@pytest.fixture
+def mariadb(_servers):
+    return _servers["mariadb"].get()
+
+
+@pytest.fixture
+def private_redis():
+    """A Redis of the test's own, for scenarios that kill their server."""
+    try:
+        srv = servers.start_redis()
+    except servers.Unavailable as e:
+        _unavailable("Redis", str(e))
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def open_fds():
+    """The process's open descriptors and what they point at."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # the listing's own descriptor, closed since
+            pass
+    return fds
+
+
+def leaked_fds(before):
+    """Descriptors opened since ``before`` and still open. A transport's
+    socket may be released by the collector one cycle later; asyncio's
+    ``close()`` is synchronous for the loop but a library may drop its last
+    reference in a callback, so the collector gets a few chances."""
+    for _ in range(20):
+        gc.collect()
+        now = open_fds()
+        leaked = {fd: t for fd, t in now.items() if before.get(fd) != t}
+        if not leaked:
+            return {}
+        time.sleep(0.05)
+    return leaked
+
+
+class Runner:
+    """``run(coro_fn, *args)`` runs ``coro_fn(*args)`` on a fresh loop of the
+    parametrized kind and returns its result, after checking that it
+    finished within ``timeout`` seconds, left no task behind and no
+    descriptor open."""
+
+    def __init__(self, name):
+        self.name = name
+        self.factory = LOOPS[name]
+
+    @property
+    def is_ferroloop(self):
+        return self.name == "ferroloop"
+
+    def __call__(self, coro_fn, *args, timeout=60.0):
+        before = open_fds()
+
+        async def main():
+            async with asyncio.timeout(timeout):
+                result = await coro_fn(*args)
+            # Callbacks scheduled by the scenario's last awaits (a transport's
+            # connection_lost, a reader task's exit) run before the check.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            left = asyncio.all_tasks() - {asyncio.current_task()}
+            assert not left, f"tasks left behind on {self.name}: {left}"
+            return result
+
+        # asyncio.timeout needs a loop that still runs callbacks; a loop
+        # stuck in native code would hang the run, so the process is dumped
+        # and ended well after the scenario's own deadline.
+        faulthandler.dump_traceback_later(timeout + 60, exit=True, file=sys.stderr)
+        try:
+            with asyncio.Runner(loop_factory=self.factory) as r:
+                result = r.run(main())
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        leaked = leaked_fds(before)
+        assert not leaked, f"descriptors left open on {self.name}: {leaked}"
+        return result
+
+
+@pytest.fixture(params=list(LOOPS))
+def run(request):
+    return Runner(request.param)
+
+
+try:
+    from pytest_asyncio.plugin import PytestAsyncioSpecs
+except ImportError:
+    PytestAsyncioSpecs = None
+
+# pytest rejects an implementation of a hook nobody declared, so the hook is
+# only defined where the installed pytest-asyncio (1.4+) declares it.
+if hasattr(PytestAsyncioSpecs, "pytest_asyncio_loop_factories"):
+
+    def pytest_asyncio_loop_factories(config, item):
+        """Every ``mark.asyncio`` test of this directory runs once on each loop."""
+        return LOOPS
