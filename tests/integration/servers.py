@@ -84,6 +84,7 @@ class Server:
         self.port = port
         self.tmpdir = tmpdir
         self.proc = None
+        self.database = None  # created at start, where the server needs one named
         self.ssl_ca = None  # a trustme.CA whose certificate the server presents, if TLS is on
         self._stopper = None
 
@@ -232,6 +233,7 @@ def start_mariadb():
         raise Unavailable("MariaDB (mariadbd, mariadb-install-db) is not installed")
     tmp = _tmpdir("mariadb")
     srv = Server("mariadb", free_port(), tmp)
+    srv.database = "integration"
     data = os.path.join(tmp, "data")
     log = os.path.join(tmp, "mariadb.log")
     user = ["--user=root"] if os.geteuid() == 0 else []
@@ -240,10 +242,14 @@ def start_mariadb():
         # account the tests log in with (no unix_socket plugin involved).
         _run([install, "--no-defaults", f"--datadir={data}", "--skip-test-db",
               "--auth-root-authentication-method=normal", *user], "mariadb-install-db", log, cwd=tmp)
+        init = os.path.join(tmp, "init.sql")
+        with open(init, "w") as f:
+            f.write(f"CREATE DATABASE IF NOT EXISTS {srv.database};\n")
         srv.proc = subprocess.Popen(
             [server, "--no-defaults", f"--datadir={data}", f"--socket={tmp}/mysqld.sock", f"--port={srv.port}",
              "--bind-address=127.0.0.1", f"--pid-file={tmp}/mysqld.pid", f"--log-error={log}",
-             "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=200", *user],
+             f"--init-file={init}", "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=200",
+             *user],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp,
         )
         _wait_port(srv.port, srv.proc, "mariadbd")
