@@ -33,7 +33,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def _wait_port(port, proc, what, timeout=30.0):
+def wait_port(port, proc, what, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -135,7 +135,7 @@ def start_redis():
              "--dir", tmp, "--logfile", log, "--daemonize", "no"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        _wait_port(srv.port, srv.proc, "redis-server")
+        wait_port(srv.port, srv.proc, "redis-server")
     return srv
 
 
@@ -217,7 +217,7 @@ def start_postgres(ca=None):
             pg_ctl + ["-m", "immediate", "stop"], cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             timeout=60,
         )
-        _wait_port(srv.port, None, "postgres")
+        wait_port(srv.port, None, "postgres")
     return srv
 
 
@@ -252,5 +252,5 @@ def start_mariadb():
              *user],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp,
         )
-        _wait_port(srv.port, srv.proc, "mariadbd")
+        wait_port(srv.port, srv.proc, "mariadbd")
     return srv
