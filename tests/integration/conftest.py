@@ -131,21 +131,37 @@ def leaked_fds(before):
 class Runner:
     """``run(coro_fn, *args)`` runs ``coro_fn(*args)`` on a fresh loop of the
     parametrized kind and returns its result, after checking that it
-    finished within ``timeout`` seconds, left no task behind and no
-    descriptor open."""
+    finished within ``timeout`` seconds, left no task behind, reported no
+    error to the loop's exception handler ("Exception in callback ...") and
+    left no descriptor open. ``run.anyio(...)`` does the same through
+    ``anyio.run`` with the loop as its ``loop_factory``."""
 
     def __init__(self, name):
         self.name = name
         self.factory = LOOPS[name]
 
-    @property
-    def is_ferroloop(self):
-        return self.name == "ferroloop"
-
     def __call__(self, coro_fn, *args, timeout=60.0):
+        def drive(main):
+            with asyncio.Runner(loop_factory=self.factory) as r:
+                return r.run(main())
+
+        return self._checked(drive, coro_fn, args, timeout)
+
+    def anyio(self, coro_fn, *args, timeout=60.0):
+        import anyio
+
+        def drive(main):
+            return anyio.run(main, backend="asyncio", backend_options={"loop_factory": self.factory})
+
+        return self._checked(drive, coro_fn, args, timeout)
+
+    def _checked(self, drive, coro_fn, args, timeout):
         before = open_fds()
+        reported = []
 
         async def main():
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(lambda _loop, context: reported.append(context))
             async with asyncio.timeout(timeout):
                 result = await coro_fn(*args)
             # Callbacks scheduled by the scenario's last awaits (a transport's
@@ -161,10 +177,10 @@ class Runner:
         # and ended well after the scenario's own deadline.
         faulthandler.dump_traceback_later(timeout + 60, exit=True, file=sys.stderr)
         try:
-            with asyncio.Runner(loop_factory=self.factory) as r:
-                result = r.run(main())
+            result = drive(main)
         finally:
             faulthandler.cancel_dump_traceback_later()
+        assert not reported, f"errors reported to the loop's exception handler on {self.name}: {reported}"
         leaked = leaked_fds(before)
         assert not leaked, f"descriptors left open on {self.name}: {leaked}"
         return result
