@@ -99,8 +99,10 @@ def test_httpx_against_raw_server(run):
 
     async def scenario():
         requests = []
+        handlers = []
 
         async def handle(reader, writer):
+            handlers.append(asyncio.current_task())
             try:
                 while True:
                     head = await reader.readuntil(b"\r\n\r\n")
@@ -121,8 +123,8 @@ def test_httpx_against_raw_server(run):
         async with server:
             async with httpx.AsyncClient() as client:
                 bodies = [(await client.get(f"http://127.0.0.1:{port}/{i}")).text for i in range(3)]
-            server.close()
-            await server.wait_closed()
+            # On 3.11 wait_closed() does not wait for the connection handlers.
+            await asyncio.gather(*handlers)
         return bodies, requests
 
     bodies, requests = run(scenario)
