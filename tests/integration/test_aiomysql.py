@@ -92,3 +92,30 @@ def test_refused_connection(run):
     code, cause = run(scenario, timeout=20)
     assert code == 2003  # CR_CONN_HOST_ERROR: "Can't connect to MySQL server"
     assert isinstance(cause, ConnectionRefusedError) and cause.errno == errno.ECONNREFUSED
+
+
+def test_connection_killed_mid_query(run, mariadb):
+    """The server kills the connection under a running query: the library's
+    OperationalError, not a hang, and the connection is closed."""
+
+    async def scenario():
+        victim = await aiomysql.connect(host=mariadb.host, port=mariadb.port, user="root", db=mariadb.database)
+        admin = await aiomysql.connect(host=mariadb.host, port=mariadb.port, user="root", db=mariadb.database)
+        try:
+            cur = await victim.cursor()
+            await cur.execute("SELECT CONNECTION_ID()")
+            (victim_id,) = await cur.fetchone()
+            query = asyncio.create_task(cur.execute("SELECT SLEEP(10)"))
+            await asyncio.sleep(0.2)
+            async with admin.cursor() as acur:
+                await acur.execute(f"KILL {int(victim_id)}")
+            with pytest.raises(pymysql.err.OperationalError) as info:
+                await query
+            return info.value.args[0], victim.closed
+        finally:
+            victim.close()
+            admin.close()
+
+    code, closed = run(scenario, timeout=30)
+    assert code == 2013  # CR_SERVER_LOST: "Lost connection to MySQL server during query"
+    assert closed is True
