@@ -174,8 +174,9 @@ class Runner:
 
         # asyncio.timeout needs a loop that still runs callbacks; a loop
         # stuck in native code would hang the run, so the process is dumped
-        # and ended well after the scenario's own deadline.
-        faulthandler.dump_traceback_later(timeout + 60, exit=True, file=sys.stderr)
+        # and ended well after the scenario's own deadline. The dump goes to
+        # the real stderr: pytest's captured output dies with the process.
+        faulthandler.dump_traceback_later(timeout + 60, exit=True, file=sys.__stderr__)
         try:
             result = drive(main)
         finally:

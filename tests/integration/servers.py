@@ -115,8 +115,28 @@ def _starting(srv, log):
         raise
 
 
-def _tmpdir(name):
-    return tempfile.mkdtemp(prefix=f"ferroloop-it-{name}-")
+def _reachable_by_all(path):
+    """Every directory on the way to ``path`` can be traversed by any user."""
+    path = os.path.abspath(path)
+    while True:
+        try:
+            if not os.stat(path).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+def _tmpdir(name, other_user=False):
+    """A fresh directory; with ``other_user``, in a place another account can
+    reach (a TMPDIR under root's home is not)."""
+    base = tempfile.gettempdir()
+    if other_user and not _reachable_by_all(base):
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix=f"ferroloop-it-{name}-", dir=base)
 
 
 # --- Redis -----------------------------------------------------------------
@@ -177,7 +197,7 @@ def start_postgres(ca=None):
     if bindir is None:
         raise Unavailable("PostgreSQL (initdb) is not installed")
     prefix, owner = _pg_runner()
-    tmp = _tmpdir("postgres")
+    tmp = _tmpdir("postgres", other_user=owner is not None)
     srv = Server("postgres", free_port(), tmp)
     data = os.path.join(tmp, "data")
     log = os.path.join(tmp, "postgres.log")
