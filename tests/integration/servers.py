@@ -85,6 +85,7 @@ class Server:
         self.tmpdir = tmpdir
         self.proc = None
         self.database = None  # created at start, where the server needs one named
+        self.unix_socket = None  # a path (Redis) or directory (PostgreSQL) it also listens on
         self.ssl_ca = None  # a trustme.CA whose certificate the server presents, if TLS is on
         self._stopper = None
 
@@ -148,11 +149,12 @@ def start_redis():
         raise Unavailable("redis-server is not installed")
     tmp = _tmpdir("redis")
     srv = Server("redis", free_port(), tmp)
+    srv.unix_socket = os.path.join(tmp, "redis.sock")
     log = os.path.join(tmp, "redis.log")
     with _starting(srv, log):
         srv.proc = subprocess.Popen(
             [exe, "--port", str(srv.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", tmp, "--logfile", log, "--daemonize", "no"],
+             "--dir", tmp, "--logfile", log, "--daemonize", "no", "--unixsocket", srv.unix_socket],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_port(srv.port, srv.proc, "redis-server")
@@ -199,6 +201,7 @@ def start_postgres(ca=None):
     prefix, owner = _pg_runner()
     tmp = _tmpdir("postgres", other_user=owner is not None)
     srv = Server("postgres", free_port(), tmp)
+    srv.unix_socket = tmp
     data = os.path.join(tmp, "data")
     log = os.path.join(tmp, "postgres.log")
     pg_ctl = prefix + [os.path.join(bindir, "pg_ctl"), "-D", data, "-w", "-s", "-t", "60"]

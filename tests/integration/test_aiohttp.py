@@ -14,7 +14,7 @@ from .support import aiohttp_server, client_tls, digest, pattern, server_tls  # 
 BIG = 8 * 1024 * 1024
 
 
-def make_app(events=None):
+def make_app(events=None, file_path=None):
     events = events if events is not None else {}
 
     async def echo(request):
@@ -67,6 +67,13 @@ def make_app(events=None):
     app.router.add_post("/upload", upload)
     app.router.add_get("/slow", slow)
     app.router.add_get("/ws", ws)
+    if file_path is not None:
+        # FileResponse sends with loop.sendfile() over plain TCP and falls
+        # back to reads and writes under TLS.
+        async def file(request):
+            return web.FileResponse(file_path)
+
+        app.router.add_get("/file", file)
     return app
 
 
@@ -150,6 +157,49 @@ def test_tls(run, tls_ca):
     assert results == [{"n": i, "square": i * i, "secure": True} for i in range(20)]
     assert body_digest == digest(pattern(BIG))
     assert https
+
+
+def test_file_response(run, tls_ca, tmp_path):
+    size = 5 * 1024 * 1024 + 11
+    path = tmp_path / "blob.bin"
+    path.write_bytes(pattern(size))
+
+    async def scenario():
+        got = []
+        tls_server = aiohttp_server(make_app(file_path=path), ssl_context=server_tls(tls_ca))
+        async with aiohttp_server(make_app(file_path=path)) as plain, tls_server as tls:
+            async with aiohttp.ClientSession() as s:
+                for base in (plain, tls):
+                    async with s.get(f"{base}/file", ssl=client_tls(tls_ca)) as r:
+                        got.append((r.status, digest(await r.read())))
+                    async with s.get(f"{base}/file", headers={"Range": "bytes=70000-70999"}, ssl=client_tls(tls_ca)) as r:
+                        got.append((r.status, await r.read()))
+        return got
+
+    whole = digest(pattern(size))
+    part = pattern(size)[70000:71000]
+    assert run(scenario) == [(200, whole), (206, part), (200, whole), (206, part)]
+
+
+def test_unix_socket(run, tmp_path):
+    path = str(tmp_path / "http.sock")
+
+    async def scenario():
+        runner = web.AppRunner(make_app())
+        await runner.setup()
+        try:
+            await web.UnixSite(runner, path).start()
+            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path)) as s:
+
+                async def one(i):
+                    async with s.get("http://localhost/echo", params={"n": i}) as r:
+                        return (await r.json())["square"]
+
+                return await asyncio.gather(*(one(i) for i in range(100)))
+        finally:
+            await runner.cleanup()
+
+    assert run(scenario) == [i * i for i in range(100)]
 
 
 def test_tls_untrusted_certificate(run, tls_ca):

@@ -152,6 +152,19 @@ def test_backend_terminated_mid_query(run, postgres):
     assert run(scenario, timeout=30) is True
 
 
+def test_unix_socket(run, postgres):
+    async def scenario():
+        async with asyncpg.create_pool(
+            host=postgres.unix_socket, port=postgres.port, user="postgres", database="postgres", min_size=1, max_size=5,
+        ) as pool:
+            # inet_client_addr() is NULL for a unix-socket client.
+            sql = "SELECT inet_client_addr() IS NULL AS unix, $1::int AS i"
+            rows = await asyncio.gather(*(pool.fetchrow(sql, i) for i in range(50)))
+            return [tuple(r) for r in rows]
+
+    assert run(scenario) == [(True, i) for i in range(50)]
+
+
 def test_tls(run, postgres):
     if postgres.ssl_ca is None:
         pytest.skip("PostgreSQL was started without TLS")

@@ -61,6 +61,25 @@ def test_pubsub(run, redis_server):
     assert extra is None
 
 
+def test_unix_socket(run, redis_server):
+    async def scenario():
+        pool = aioredis.BlockingConnectionPool(
+            connection_class=aioredis.UnixDomainSocketConnection, path=redis_server.unix_socket, max_connections=8
+        )
+        r = aioredis.Redis(connection_pool=pool)
+        try:
+            await r.set("unix:key", "over a unix socket")
+            got = await asyncio.gather(*(r.get("unix:key") for _ in range(200)))
+            return set(got), (await r.client_info())["addr"]
+        finally:
+            await r.aclose()
+            await pool.aclose()
+
+    values, addr = run(scenario)
+    assert values == {b"over a unix socket"}
+    assert addr.startswith("/")  # the server saw a unix-socket client
+
+
 def test_blpop_timeout_and_wakeup(run, redis_server):
     async def scenario():
         r = _client(redis_server)
