@@ -4,6 +4,7 @@ scenario that overruns its timeout."""
 
 import asyncio
 import socket
+import warnings
 
 import pytest
 
@@ -55,3 +56,11 @@ def test_anyio_runs_the_parametrized_loop(run):
     expected = "ferroloop._loop" if run.name == "ferroloop" else "asyncio.unix_events"
     assert run.anyio(scenario) == expected
     assert run(scenario) == expected
+
+
+
+def test_resource_warning_is_an_error():
+    """The directory's filterwarnings marks make a socket dropped unclosed
+    (a ResourceWarning) fail the scenario."""
+    with pytest.raises(ResourceWarning):
+        warnings.warn("unclosed <socket>", ResourceWarning)
