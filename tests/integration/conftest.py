@@ -7,6 +7,7 @@ instead, so a CI run cannot pass by skipping its servers.
 """
 
 import asyncio
+import contextlib
 import faulthandler
 import gc
 import os
@@ -128,6 +129,19 @@ def leaked_fds(before):
     return leaked
 
 
+@contextlib.contextmanager
+def hard_deadline(seconds):
+    """asyncio.timeout needs a loop that still runs callbacks; a loop stuck
+    in native code would hang the run, so past ``seconds`` the process dumps
+    its threads' stacks and ends. The dump goes to the real stderr: pytest's
+    captured output dies with the process."""
+    faulthandler.dump_traceback_later(seconds, exit=True, file=sys.__stderr__)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 class Runner:
     """``run(coro_fn, *args)`` runs ``coro_fn(*args)`` on a fresh loop of the
     parametrized kind and returns its result, after checking that it
@@ -172,15 +186,8 @@ class Runner:
             assert not left, f"tasks left behind on {self.name}: {left}"
             return result
 
-        # asyncio.timeout needs a loop that still runs callbacks; a loop
-        # stuck in native code would hang the run, so the process is dumped
-        # and ended well after the scenario's own deadline. The dump goes to
-        # the real stderr: pytest's captured output dies with the process.
-        faulthandler.dump_traceback_later(timeout + 60, exit=True, file=sys.__stderr__)
-        try:
+        with hard_deadline(timeout + 60):
             result = drive(main)
-        finally:
-            faulthandler.cancel_dump_traceback_later()
         assert not reported, f"errors reported to the loop's exception handler on {self.name}: {reported}"
         leaked = leaked_fds(before)
         assert not leaked, f"descriptors left open on {self.name}: {leaked}"

@@ -12,11 +12,19 @@ aiohttp = pytest.importorskip("aiohttp")
 
 import ferroloop  # noqa: E402
 
-from .conftest import leaked_fds, open_fds  # noqa: E402
+from .conftest import hard_deadline, leaked_fds, open_fds  # noqa: E402
 from .support import aiohttp_server  # noqa: E402
 from .test_aiohttp import make_app  # noqa: E402
 
 EXPECTED = {"asyncio": asyncio.unix_events._UnixSelectorEventLoop, "ferroloop": ferroloop.Loop}
+
+
+@pytest.fixture(autouse=True)
+def _deadline():
+    # pytest-asyncio runs these tests, not the suite's runner: the same last
+    # resort against a hang, and asyncio.timeout inside each test.
+    with hard_deadline(120):
+        yield
 
 
 def _loop_id(request):
@@ -32,6 +40,7 @@ async def served():
 
 @pytest.mark.asyncio
 async def test_runs_on_each_factory(request):
+    await asyncio.sleep(0)
     assert type(asyncio.get_running_loop()) is EXPECTED[_loop_id(request)]
 
 
@@ -41,7 +50,7 @@ async def test_async_fixture_shares_the_loop(request, served):
     assert fixture_loop is asyncio.get_running_loop()
     assert type(fixture_loop) is EXPECTED[_loop_id(request)]
     before = open_fds()
-    async with aiohttp.ClientSession() as s:
+    async with asyncio.timeout(30), aiohttp.ClientSession() as s:
         got = await asyncio.gather(*(s.get(f"{base}/echo", params={"n": i}) for i in range(20)))
         bodies = [await r.json() for r in got]
     await asyncio.sleep(0)
