@@ -40,7 +40,6 @@ async def served():
 
 @pytest.mark.asyncio
 async def test_runs_on_each_factory(request):
-    await asyncio.sleep(0)
     assert type(asyncio.get_running_loop()) is EXPECTED[_loop_id(request)]
 
 
