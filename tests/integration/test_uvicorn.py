@@ -35,16 +35,17 @@ class Uvicorn:
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_port(self.port, self.proc, "uvicorn")
-        except Unavailable:
-            self.stop()
-            pytest.fail(f"uvicorn did not start:\n{self.output()}")
+        except Unavailable as e:
+            _, out = self.stop()
+            pytest.fail(f"{e}:\n{out}")
 
     def output(self):
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
 
     def stop(self):
-        """SIGINT, as a user's Ctrl-C: uvicorn shuts down gracefully and exits 0."""
+        """SIGINT, as a user's Ctrl-C: uvicorn shuts down gracefully. Returns
+        the exit status and what uvicorn printed."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -53,8 +54,9 @@ class Uvicorn:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError(f"uvicorn ignored SIGINT:\n{self.output()}") from None
+        out = self.output()
         self.log.close()
-        return self.proc.returncode
+        return self.proc.returncode, out
 
 
 def _gone(pid, timeout=10.0):
@@ -88,8 +90,9 @@ def test_uvicorn(run, workers):
 
         seen = run(scenario)
     finally:
-        code = server.stop()
-    assert code == 0, server.proc.returncode
+        code, out = server.stop()
+    assert code == 0, out
+    assert "Application startup complete" in out and "Application shutdown complete" in out, out
     assert all(status == 200 for status, _ in seen)
     assert {body["loop"] for _, body in seen} == {EXPECTED_LOOP[run.name]}
     assert all(body["lifespan"] for _, body in seen)
