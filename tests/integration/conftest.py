@@ -31,7 +31,7 @@ def _unavailable(what, reason):
 
 class _Lazy:
     """Starts a server on first use and keeps it (or the reason it could not
-    start) for the rest of the session."""
+    start) for the rest of the package's tests."""
 
     def __init__(self, what, start):
         self.what = what
@@ -55,13 +55,16 @@ class _Lazy:
             self.server = None
 
 
-@pytest.fixture(scope="session")
+# Package scope: the servers stop once this directory's tests are done, so
+# the rest of a default run (process and fd tests among them) does not run
+# beside them.
+@pytest.fixture(scope="package")
 def tls_ca():
     trustme = pytest.importorskip("trustme")
     return trustme.CA()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _servers(tls_ca):
     lazy = {
         "postgres": _Lazy("PostgreSQL", lambda: servers.start_postgres(ca=tls_ca)),
