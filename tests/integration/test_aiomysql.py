@@ -12,7 +12,9 @@ from .servers import free_port  # noqa: E402
 
 
 def _pool(db, **kw):
-    return aiomysql.create_pool(host=db.host, port=db.port, user="root", password="", db=db.database, autocommit=False, **kw)
+    return aiomysql.create_pool(
+        host=db.host, port=db.port, user="root", password="", db=db.database, autocommit=False, **kw
+    )
 
 
 def test_pool_concurrent_queries(run, mariadb):

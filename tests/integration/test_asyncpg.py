@@ -72,7 +72,8 @@ def test_copy_in_and_out(run, postgres):
             status = await conn.copy_records_to_table("c", records=((i, f"n{i}") for i in range(n)))
             total = await conn.fetchval("SELECT sum(id) FROM c")
             out = io.BytesIO()
-            await conn.copy_from_query("SELECT id, name FROM c WHERE id % 1000 = 0 ORDER BY id", output=out, format="csv")
+            query = "SELECT id, name FROM c WHERE id % 1000 = 0 ORDER BY id"
+            await conn.copy_from_query(query, output=out, format="csv")
             return status, total, out.getvalue()
         finally:
             await conn.close()
