@@ -122,7 +122,7 @@ def leaked_fds(before):
     socket may be released by the collector one cycle later; asyncio's
     ``close()`` is synchronous for the loop but a library may drop its last
     reference in a callback, so the collector gets a few chances."""
-    for _ in range(20):
+    for _ in range(10):
         gc.collect()
         now = open_fds()
         leaked = {fd: t for fd, t in now.items() if before.get(fd) != t}
