@@ -7,7 +7,8 @@ Sessions:
   that interpreter: ``pip install .[test]`` (the release build of the
   extension for that Python) and ``python -m pytest`` (our tests, CPython's
   own ``test.test_asyncio`` of that interpreter through the conformance
-  layer, uvloop's suite, the seed examples).
+  layer, uvloop's suite, the seed examples, and ``tests/integration``,
+  which starts its own PostgreSQL, Redis and MariaDB).
 
 Interpreters are found on PATH (``python3.12``...) and, where pyenv is
 installed, among pyenv's versions (the newest patch release of each minor).
