@@ -9,6 +9,10 @@ Sessions:
   own ``test.test_asyncio`` of that interpreter through the conformance
   layer, uvloop's suite, the seed examples, and ``tests/integration``,
   which starts its own PostgreSQL, Redis and MariaDB).
+* ``wheels`` — the release build (``tools/wheels.py``): manylinux_2_17
+  wheels for 3.11-3.13 (maturin with zig) and an sdist, checked by
+  ``auditwheel show``, each installed into a fresh virtualenv with no Rust
+  on PATH and run on ``examples/hello.py``. Output in ``dist/``.
 
 Interpreters are found on PATH (``python3.12``...) and, where pyenv is
 installed, among pyenv's versions (the newest patch release of each minor).
@@ -27,7 +31,7 @@ import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
 
-nox.options.sessions = ["engine", "tests"]
+nox.options.sessions = ["engine", "tests", "wheels"]
 # An interpreter that is not on this machine must not be downloaded behind
 # the user's back: found here, or skipped (an error under CI).
 nox.options.download_python = "never"
@@ -68,3 +72,10 @@ def tests(session):
     """Install ferroloop with its test dependencies and run the suite."""
     session.install(".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def wheels(session):
+    """manylinux wheels + sdist, audited and smoke-tested without Rust."""
+    session.install("maturin>=1.7,<2", "ziglang", "auditwheel")
+    session.run("python", "tools/wheels.py", *session.posargs)
