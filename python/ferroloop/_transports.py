@@ -14,7 +14,7 @@ import sys
 import warnings
 
 from asyncio import base_events, constants, transports, trsock
-from asyncio.futures import _set_result_unless_cancelled
+from asyncio.futures import _set_result_unless_cancelled  # type: ignore[attr-defined]  # private helper (tests/test_asyncio_private_api.py)
 from asyncio.log import logger
 
 from . import _ferroloop
