@@ -31,6 +31,8 @@ import importlib.util
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -534,11 +536,14 @@ def worker_main(argv: list[str]) -> int:
             load_async_tree()  # import outside the timed region
 
         # Warm-up on a throwaway loop (imports, caches, first-call paths).
-        loop = _new_loop(factory)
-        try:
-            case.func(loop, case.warmup_n(n))
-        finally:
-            _close_loop(loop)
+        # Under callgrind ("nowarm") it is left out: only the difference
+        # of two runs is reported, and the warm-up would be part of it.
+        if "nowarm" not in flags:
+            loop = _new_loop(factory)
+            try:
+                case.func(loop, case.warmup_n(n))
+            finally:
+                _close_loop(loop)
 
         loop = _new_loop(factory)
         try:
@@ -547,7 +552,8 @@ def worker_main(argv: list[str]) -> int:
                 gc.disable()
             wall0 = time.perf_counter()
             cpu0 = time.process_time()
-            case.func(loop, n)
+            if "skip" not in flags:  # "skip": the startup-only baseline run
+                case.func(loop, n)
             cpu = time.process_time() - cpu0
             wall = time.perf_counter() - wall0
         finally:
@@ -632,6 +638,97 @@ def _run_child(args: list[str], mark: str, timeout: float) -> dict:
     tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
     msg = f"child died (exit {proc.returncode}): {tail}"
     return {"ok": False, "error": msg, "why": msg, "stderr": proc.stderr[-4000:]}
+
+
+_COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
+
+
+def _callgrind_count(args: list[str], timeout: float) -> int | str:
+    """Instructions executed by one worker run under callgrind (the whole
+    process), or an error message."""
+    cmd = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, os.path.abspath(__file__), *args,
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_child_env())
+    except subprocess.TimeoutExpired:
+        return f"timeout after {timeout:g} s"
+    res = None
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            res = json.loads(line[len(RESULT_MARK) :])
+            break
+    if res is None or not res.get("ok"):
+        return (res or {}).get("error") or f"child died (exit {proc.returncode})"
+    m = _COLLECTED.search(proc.stderr)
+    if m is None:
+        return "no instruction count in valgrind's output"
+    return int(m.group(1).replace(",", ""))
+
+
+def callgrind_per_op(spec: "LoopSpec", case: Case, timeout: float) -> float | str:
+    """Instructions per op of `case` on `spec`, by difference of two runs
+    under callgrind, neither warmed up: a run with n_quick ops minus one
+    with a tenth of them (startup, imports and first-call paths cancel out);
+    for a tree, one tree minus a run that builds nothing."""
+    if case.tree:
+        big = _callgrind_count(["--_worker", spec.spec, case.name, str(case.n_quick), "nowarm"], timeout)
+        small = _callgrind_count(["--_worker", spec.spec, case.name, str(case.n_quick), "nowarm", "skip"], timeout)
+        ops = 1
+    else:
+        n_small = max(1, case.n_quick // 10)
+        big = _callgrind_count(["--_worker", spec.spec, case.name, str(case.n_quick), "nowarm"], timeout)
+        small = _callgrind_count(["--_worker", spec.spec, case.name, str(n_small), "nowarm"], timeout)
+        ops = case.ops(case.n_quick) - case.ops(n_small)
+    for r in (big, small):
+        if isinstance(r, str):
+            return r
+    return (big - small) / ops
+
+
+def run_callgrind(args: argparse.Namespace, cases: list[Case], loops: list["LoopSpec"], baseline: str) -> int:
+    """`--callgrind`: instructions per op instead of times (repeatable on a
+    noisy machine, where a few percent disappear in the time spread)."""
+    if shutil.which("valgrind") is None:
+        print("--callgrind needs valgrind on PATH", file=sys.stderr)
+        return 1
+    names = [s.name for s in loops]
+    table: dict = {c.name: {} for c in cases}
+    started = time.perf_counter()
+    total, done = len(cases) * len(loops), 0
+    for case in cases:
+        for spec in loops:
+            done += 1
+            r = callgrind_per_op(spec, case, args.timeout)
+            table[case.name][spec.name] = r
+            shown = f"{r:,.0f} instructions/op" if isinstance(r, float) else f"error: {r}"
+            print(f"[{done}/{total} {time.perf_counter() - started:6.1f}s] {case.name} on {spec.name}: {shown}",
+                  file=sys.stderr, flush=True)
+    unit = lambda c: "instr/tree" if c.tree else "instr/op"  # noqa: E731
+    head = ["case", "unit"] + [h for n in names for h in ((n,) if n == baseline else (n, f"{n} ×"))]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for case in cases:
+        row = [case.name, unit(case)]
+        base = table[case.name].get(baseline)
+        for n in names:
+            v = table[case.name][n]
+            row.append(f"{v:,.0f}" if isinstance(v, float) else "error")
+            if n != baseline:
+                row.append(f"{base / v:.2f}" if isinstance(v, float) and isinstance(base, float) and v > 0 else "")
+        lines.append("| " + " | ".join(row) + " |")
+    print()
+    print(f"Python {platform.python_version()} on {platform.machine()}: instructions per op under "
+          f"callgrind (difference of two unwarmed runs at --quick sizes; '{baseline}' / loop in the × columns)")
+    print()
+    print("\n".join(lines))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"python": platform.python_version(), "metric": "callgrind instructions per op",
+                       "baseline": baseline, "cases": table}, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+    errors = [v for row in table.values() for v in row.values() if isinstance(v, str)]
+    return 1 if (errors and args.fail_on_error) else 0
 
 
 def select_cases(filters: list[str] | None) -> list[Case]:
@@ -770,6 +867,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="exit with status 1 if any cell is 'error' (default: 0)",
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count instructions per op under valgrind's callgrind instead of "
+        "timing (repeatable on a noisy machine; --quick sizes, no repeats)",
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     args = parser.parse_args(argv)
 
@@ -825,6 +928,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"baseline {baseline!r} is not among the loops that run: {loop_names}"
         )
+
+    if args.callgrind:
+        return run_callgrind(args, cases, loops, baseline)
 
     tree_source = None
     if any(c.tree for c in cases):
