@@ -45,6 +45,9 @@ DEFAULT_LOOPS = [
     "asyncio=asyncio:new_event_loop",
     "uvloop=uvloop:new_event_loop",
     "rloop=rloop:new_event_loop",
+    # rsloop's wheels need glibc >= 2.38; where it cannot be imported the
+    # probe skips it with a note (benchmarks/README.md, "rsloop").
+    "rsloop=rsloop:new_event_loop",
     "ferroloop=ferroloop:new_event_loop",
 ]
 
