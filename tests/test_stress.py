@@ -888,3 +888,33 @@ def test_a_panic_in_the_finalizer_guard_reaches_unraisablehook(monkeypatch):
     assert type(seen[0].exc_value).__name__ == "PanicException"
     assert "panic in ferroloop finalizer: self-test" in str(seen[0].exc_value)
     assert seen[0].object is marker
+
+
+def test_a_pending_task_costs_the_collector_four_objects():
+    # What the cyclic GC must walk for each task blocked on a future: the
+    # Task, its coroutine, the task's own context (asyncio semantics: each
+    # task runs in a copy of the context it was created in) and the await's
+    # FutureIter. asyncio's loop adds the bound __wakeup method, its args
+    # tuple and the weak reference of its task WeakSet (7 in all). A change
+    # that makes a task carry more tracked objects shows up here.
+    n = 2000
+    loop = ferroloop.new_event_loop()
+    try:
+        async def leaf(f):
+            await f
+
+        async def main():
+            f = loop.create_future()
+            gc.collect()
+            before = collections.Counter(type(o).__name__ for o in gc.get_objects())
+            tasks = [loop.create_task(leaf(f)) for _ in range(n)]
+            await asyncio.sleep(0)
+            after = collections.Counter(type(o).__name__ for o in gc.get_objects())
+            f.set_result(None)
+            await asyncio.gather(*tasks)
+            return {k: after[k] - before[k] for k in after if after[k] - before[k] >= n // 2}
+
+        grown = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert grown == {"Task": n, "coroutine": n, "Context": n, "FutureIter": n}
