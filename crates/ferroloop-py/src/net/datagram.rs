@@ -30,7 +30,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::net::transport_base::{Base, BaseState, TransportState};
+use crate::net::transport_base::{transport_base_methods, Base, BaseState, TransportState};
 use crate::runtime::gc::{traverse, Traverse};
 use crate::runtime::gil::GilCell;
 use crate::sched::io::{IoWaiter, Waiter};
@@ -403,24 +403,6 @@ impl DatagramCore {
         Self::flow_call(slf, true)
     }
 
-    fn get_write_buffer_size(&self) -> usize {
-        self.st.borrow().buffer_size
-    }
-
-    fn get_write_buffer_limits(&self) -> (usize, usize) {
-        let st = self.st.borrow();
-        (st.base.low_water, st.base.high_water)
-    }
-
-    #[pyo3(signature = (high = None, low = None))]
-    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        slf.get().base().set_limits(slf.py(), high, low)
-    }
-
-    fn is_closing(&self) -> bool {
-        self.st.borrow().base.closing
-    }
-
     /// asyncio's `_SelectorTransport.close`.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let lost = {
@@ -475,10 +457,6 @@ impl DatagramCore {
         drop(old);
     }
 
-    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.base().protocol(py).map(Bound::unbind)
-    }
-
     /// Leave the fd table and drop references (after `connection_lost`,
     /// before the socket is closed).
     fn _detach(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -492,21 +470,6 @@ impl DatagramCore {
         };
         drop(old);
         Ok(())
-    }
-
-    #[getter]
-    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.base().context(py)
-    }
-
-    #[getter]
-    fn _conn_lost(&self) -> u32 {
-        self.st.borrow().base.conn_lost
-    }
-
-    #[getter]
-    fn _protocol_paused(&self) -> bool {
-        self.st.borrow().base.protocol_paused
     }
 
     /// (reader registered, writer registered)
@@ -544,3 +507,5 @@ fn buffered_size(payload: usize) -> usize {
         payload
     }
 }
+
+transport_base_methods!(DatagramCore);

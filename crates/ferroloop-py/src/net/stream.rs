@@ -28,7 +28,7 @@ use ferroloop_engine::edge::EdgeReader;
 use ferroloop_engine::reactor::Readiness;
 
 use crate::net::recv::{recv_new_bytes, stream_read_size};
-use crate::net::transport_base::{Base, BaseState, TransportState};
+use crate::net::transport_base::{transport_base_methods, Base, BaseState, TransportState};
 use crate::net::wbuf::WriteBuf;
 use crate::runtime::gc::traverse;
 use crate::runtime::gil::GilCell;
@@ -611,10 +611,6 @@ impl TransportCore {
         Self::begin_close(slf)
     }
 
-    fn is_closing(&self) -> bool {
-        self.st.borrow().base.closing
-    }
-
     fn is_reading(&self) -> bool {
         let st = self.st.borrow();
         !st.paused && !st.base.closing
@@ -676,20 +672,6 @@ impl TransportCore {
         Self::schedule_connection_lost(slf, exc)
     }
 
-    fn get_write_buffer_size(&self) -> usize {
-        self.st.borrow().buffered_len()
-    }
-
-    fn get_write_buffer_limits(&self) -> (usize, usize) {
-        let st = self.st.borrow();
-        (st.base.low_water, st.base.high_water)
-    }
-
-    #[pyo3(signature = (high = None, low = None))]
-    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        slf.get().base().set_limits(slf.py(), high, low)
-    }
-
     fn set_protocol(&self, protocol: Bound<'_, PyAny>) -> PyResult<()> {
         let buffered = protocol.is_instance(&protocol.py().import("asyncio")?.getattr("BufferedProtocol")?)?;
         let old = {
@@ -699,10 +681,6 @@ impl TransportCore {
         };
         drop(old);
         Ok(())
-    }
-
-    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.st.borrow().base.protocol.as_ref().map(|p| p.clone_ref(py))
     }
 
     fn _set_empty_waiter(&self, waiter: Option<Py<PyAny>>) {
@@ -728,17 +706,6 @@ impl TransportCore {
         Ok(())
     }
 
-    /// The context protocol callbacks run in (captured at creation).
-    #[getter]
-    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.base().context(py)
-    }
-
-    #[getter]
-    fn _conn_lost(&self) -> u32 {
-        self.st.borrow().base.conn_lost
-    }
-
     #[getter]
     fn _eof(&self) -> bool {
         self.st.borrow().eof
@@ -754,11 +721,6 @@ impl TransportCore {
     fn _polling(&self) -> (bool, bool) {
         let st = self.st.borrow();
         (st.edge.reading(), st.edge.want_write())
-    }
-
-    #[getter]
-    fn _protocol_paused(&self) -> bool {
-        self.st.borrow().base.protocol_paused
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -779,3 +741,5 @@ impl TransportCore {
         drop(old);
     }
 }
+
+transport_base_methods!(TransportCore);

@@ -167,3 +167,53 @@ impl<S: TransportState> Base<'_, S> {
         self.flow(py, true)
     }
 }
+
+/// The Python methods every transport core answers from its shared state,
+/// generated once for each core type (a `#[pymethods]` block of its own:
+/// PyO3's `multiple-pymethods`). The type has `st: GilCell<S>` with
+/// `S: TransportState` and a `base()` returning `Base<'_, S>`.
+macro_rules! transport_base_methods {
+    ($core:ty) => {
+        #[pyo3::pymethods]
+        impl $core {
+            fn is_closing(&self) -> bool {
+                self.st.borrow().base().closing
+            }
+
+            fn get_write_buffer_size(&self) -> usize {
+                self.st.borrow().buffer_size()
+            }
+
+            fn get_write_buffer_limits(&self) -> (usize, usize) {
+                let st = self.st.borrow();
+                (st.base().low_water, st.base().high_water)
+            }
+
+            #[pyo3(signature = (high = None, low = None))]
+            fn set_write_buffer_limits(slf: &pyo3::Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> pyo3::PyResult<()> {
+                slf.get().base().set_limits(slf.py(), high, low)
+            }
+
+            fn get_protocol(&self, py: pyo3::Python<'_>) -> Option<pyo3::Py<pyo3::PyAny>> {
+                self.base().protocol(py).map(pyo3::Bound::unbind)
+            }
+
+            /// The context protocol callbacks run in (captured at creation).
+            #[getter]
+            fn _context(&self, py: pyo3::Python<'_>) -> Option<pyo3::Py<pyo3::PyAny>> {
+                self.base().context(py)
+            }
+
+            #[getter]
+            fn _conn_lost(&self) -> u32 {
+                self.st.borrow().base().conn_lost
+            }
+
+            #[getter]
+            fn _protocol_paused(&self) -> bool {
+                self.st.borrow().base().protocol_paused
+            }
+        }
+    };
+}
+pub(crate) use transport_base_methods;
