@@ -26,13 +26,13 @@ use crate::runtime::gil::GilCell;
 use crate::runtime::imports::imports;
 use crate::runtime::gc::traverse;
 use crate::runtime::util::{copy_context, exc_value, is_fatal, run_in_context};
-use crate::sched::job::{Job, JobKind};
+use crate::sched::job::{target_subject, Job, JobKind};
 use crate::sched::loop_core::LoopCore;
 
 /// A step of a native Task (`obj`: the exception to throw into it).
-pub(crate) static STEP: JobKind = JobKind { run: run_step, subject: task_subject, as_callback: None };
+pub(crate) static STEP: JobKind = JobKind { run: run_step, subject: target_subject, as_callback: None };
 /// A native Task's awaited future finished (`obj`: that future).
-pub(crate) static WAKEUP: JobKind = JobKind { run: run_wakeup, subject: task_subject, as_callback: Some(wakeup_callback) };
+pub(crate) static WAKEUP: JobKind = JobKind { run: run_wakeup, subject: target_subject, as_callback: Some(wakeup_callback) };
 
 fn run_step<'py>(task: Bound<'py, PyAny>, exc: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
     Task::run_step_job(task.cast::<Task>()?, exc)
@@ -43,11 +43,6 @@ fn run_wakeup<'py>(task: Bound<'py, PyAny>, fut: Option<Bound<'py, PyAny>>, _: i
         Some(fut) => Task::run_wakeup_job(task.cast::<Task>()?, fut),
         None => Ok(()),
     }
-}
-
-/// asyncio's slow-callback report shows the task of a step.
-fn task_subject(task: &Bound<'_, PyAny>, _: i32) -> Py<PyAny> {
-    task.clone().unbind()
 }
 
 /// The bound `task._wakeup` asyncio would have registered, in the task's

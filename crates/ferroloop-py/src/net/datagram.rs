@@ -30,28 +30,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::net::transport_base::{transport_base_methods, Base, BaseState, TransportState};
+use crate::net::transport_base::{transport_base_methods, transport_job_kinds, Base, BaseState, TransportState};
 use crate::runtime::gc::{traverse, Traverse};
 use crate::runtime::gil::GilCell;
 use crate::sched::io::{IoWaiter, Waiter};
-use crate::sched::job::{Job, JobKind};
+use crate::sched::job::Job;
 use crate::sched::loop_core::LoopCore;
 
-/// The transport's socket is readable / writable.
-pub(crate) static READ: JobKind = JobKind { run: run_read, subject: core_subject, as_callback: None };
-pub(crate) static WRITE: JobKind = JobKind { run: run_write, subject: core_subject, as_callback: None };
-
-fn run_read<'py>(core: Bound<'py, PyAny>, _: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
-    DatagramCore::run_job(core.cast::<DatagramCore>()?, false)
-}
-
-fn run_write<'py>(core: Bound<'py, PyAny>, _: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
-    DatagramCore::run_job(core.cast::<DatagramCore>()?, true)
-}
-
-fn core_subject(core: &Bound<'_, PyAny>, _: i32) -> Py<PyAny> {
-    core.clone().unbind()
-}
+transport_job_kinds!(DatagramCore);
 
 /// The transport in its descriptor's reader or writer slot.
 struct SlotWaiter(Py<DatagramCore>);

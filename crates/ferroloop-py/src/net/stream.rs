@@ -28,29 +28,15 @@ use ferroloop_engine::edge::EdgeReader;
 use ferroloop_engine::reactor::Readiness;
 
 use crate::net::recv::{recv_new_bytes, stream_read_size};
-use crate::net::transport_base::{transport_base_methods, Base, BaseState, TransportState};
+use crate::net::transport_base::{transport_base_methods, transport_job_kinds, Base, BaseState, TransportState};
 use crate::net::wbuf::WriteBuf;
 use crate::runtime::gc::traverse;
 use crate::runtime::gil::GilCell;
 use crate::sched::io::Owner;
-use crate::sched::job::{Job, JobKind};
+use crate::sched::job::Job;
 use crate::sched::loop_core::{closed_error, LoopCore};
 
-/// The transport's socket is readable / writable.
-pub(crate) static READ: JobKind = JobKind { run: run_read, subject: core_subject, as_callback: None };
-pub(crate) static WRITE: JobKind = JobKind { run: run_write, subject: core_subject, as_callback: None };
-
-fn run_read<'py>(core: Bound<'py, PyAny>, _: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
-    TransportCore::run_job(core.cast::<TransportCore>()?, false)
-}
-
-fn run_write<'py>(core: Bound<'py, PyAny>, _: Option<Bound<'py, PyAny>>, _: i32) -> PyResult<()> {
-    TransportCore::run_job(core.cast::<TransportCore>()?, true)
-}
-
-fn core_subject(core: &Bound<'_, PyAny>, _: i32) -> Py<PyAny> {
-    core.clone().unbind()
-}
+transport_job_kinds!(TransportCore);
 
 /// The owner hook: readiness of the transport's descriptor.
 fn owner_ready(core: &Bound<'_, PyAny>, ev: Readiness, out: &mut Vec<Job>) {

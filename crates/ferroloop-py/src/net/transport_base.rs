@@ -217,3 +217,21 @@ macro_rules! transport_base_methods {
     };
 }
 pub(crate) use transport_base_methods;
+
+/// The transport core's two job kinds, `READ` and `WRITE` (its socket is
+/// readable / writable), running `$core::run_job(core, write)`.
+macro_rules! transport_job_kinds {
+    ($core:ty) => {
+        pub(crate) static READ: $crate::sched::job::JobKind = $crate::sched::job::JobKind {
+            run: |core, _, _| <$core>::run_job(core.cast::<$core>()?, false),
+            subject: $crate::sched::job::target_subject,
+            as_callback: None,
+        };
+        pub(crate) static WRITE: $crate::sched::job::JobKind = $crate::sched::job::JobKind {
+            run: |core, _, _| <$core>::run_job(core.cast::<$core>()?, true),
+            subject: $crate::sched::job::target_subject,
+            as_callback: None,
+        };
+    };
+}
+pub(crate) use transport_job_kinds;

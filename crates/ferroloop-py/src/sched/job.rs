@@ -38,6 +38,12 @@ pub(crate) struct JobKind {
     pub as_callback: Option<for<'py> fn(&Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Option<Py<PyAny>>)>>,
 }
 
+/// The usual slow-callback subject: the job's target itself (a Task, a
+/// transport core), as asyncio's `_format_handle` shows the task of a step.
+pub(crate) fn target_subject(target: &Bound<'_, PyAny>, _: i32) -> Py<PyAny> {
+    target.clone().unbind()
+}
+
 pub(crate) enum Job {
     Handle(Py<Handle>),
     Io { fd: i32, handle: Py<Handle> },
