@@ -24,6 +24,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     runtime::pyver::init(py);
     runtime::imports::init(py)?;
     runtime::contexts::verify_layout(py)?;
+    sched::handle::verify_untrack(py)?;
     sched::loop_core::init();
     m.add_class::<sched::loop_core::LoopCore>()?;
     m.add_class::<sched::handle::Handle>()?;

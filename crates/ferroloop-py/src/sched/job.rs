@@ -60,7 +60,8 @@ pub(crate) enum Job {
 impl Traverse for Job {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Job::Handle(h) | Job::Io { handle: h, .. } => h.traverse(visit),
+            Job::Handle(h) => Handle::traverse_owned(h, visit),
+            Job::Io { handle: h, .. } => h.traverse(visit),
             Job::Callback { cb, arg, ctx, .. } => {
                 traverse!(visit; cb, arg, ctx);
                 Ok(())

@@ -50,6 +50,10 @@ pub(crate) struct LoopState {
     thread_id: u64,
     pub(crate) task_factory: Option<Py<PyAny>>,
     slow_callback_duration: f64,
+    /// The handle `call_soon`/`call_later` returned last, kept until its
+    /// caller has had the chance to drop it: the next call or iteration
+    /// untracks it if the queue is then its only owner (see handle.rs).
+    fresh: Option<Py<Handle>>,
 }
 
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
@@ -204,7 +208,12 @@ impl LoopCore {
     ) -> PyResult<Bound<'py, Handle>> {
         let h = Self::new_handle(slf, callback, args, context, method, Some(when))?;
         h.get().scheduled.store(true, Ordering::Relaxed);
-        slf.get().st.borrow_mut().timers.push(when, h.clone().unbind());
+        let prev = {
+            let mut st = slf.get().st.borrow_mut();
+            st.timers.push(when, h.clone().unbind());
+            Self::replace_fresh(&mut st, h.clone().unbind())
+        };
+        drop(prev);
         Ok(h)
     }
 
@@ -222,10 +231,33 @@ impl LoopCore {
         Ok(h)
     }
 
+    /// Make `h` the fresh handle and settle the previous one: untracked
+    /// if the queue alone holds it now. The previous handle is returned, to
+    /// be dropped once the state is no longer borrowed.
+    fn replace_fresh(st: &mut LoopState, h: Py<Handle>) -> Option<Py<Handle>> {
+        let prev = st.fresh.replace(h);
+        if let Some(p) = &prev {
+            // The queue's reference and `prev` itself.
+            Handle::untrack_if_sole(p, 1);
+        }
+        prev
+    }
+
     pub(crate) fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let loop_ = slf.as_any();
+
+        // 0. the last handle handed out, before its queue entry can run.
+        let fresh = {
+            let mut st = this.st.borrow_mut();
+            let prev = st.fresh.take();
+            if let Some(p) = &prev {
+                Handle::untrack_if_sole(p, 1);
+            }
+            prev
+        };
+        drop(fresh);
 
         // 1. cancelled timers, 2. the poll's plan.
         let (plan, dead) = {
@@ -294,6 +326,12 @@ impl LoopCore {
     #[inline]
     fn run_job(slf: &Bound<'_, LoopCore>, job: Job) -> PyResult<()> {
         match job {
+            Job::Handle(h) => {
+                let r = Handle::run(h.bind(slf.py()));
+                // Someone may have kept it (an exception handler's context).
+                Handle::retrack_if_shared(&h, 0);
+                r
+            }
             Job::Io { fd, handle } => {
                 let r = Handle::run(handle.bind(slf.py()));
                 slf.get().io.rearm(slf.py(), fd)?;
@@ -322,6 +360,7 @@ impl LoopCore {
                 thread_id: 0,
                 task_factory: None,
                 slow_callback_duration: 0.1,
+                fresh: None,
             }),
             io: IoDriver::new()?,
             clock_resolution: clock::resolution(),
@@ -347,7 +386,12 @@ impl LoopCore {
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, Handle>> {
         let h = Self::new_handle(slf, callback, args, context, "call_soon", None)?;
-        slf.get().st.borrow_mut().ready.push_back(Job::Handle(h.clone().unbind()));
+        let prev = {
+            let mut st = slf.get().st.borrow_mut();
+            st.ready.push_back(Job::Handle(h.clone().unbind()));
+            Self::replace_fresh(&mut st, h.clone().unbind())
+        };
+        drop(prev);
         Ok(h)
     }
 
@@ -363,11 +407,13 @@ impl LoopCore {
         // thread may append to it directly; the waker then interrupts a
         // blocking poll. Appending (instead of a side queue) keeps the FIFO
         // order with call_soon, as asyncio does.
-        let hand_on = {
+        let (hand_on, prev) = {
             let mut st = slf.get().st.borrow_mut();
             st.ready.push_back(Job::Handle(h.clone().unbind()));
-            st.ready.len() >= THREADSAFE_BACKLOG && !(st.running && st.thread_id == current_thread_id())
+            let prev = Self::replace_fresh(&mut st, h.clone().unbind());
+            (st.ready.len() >= THREADSAFE_BACKLOG && !(st.running && st.thread_id == current_thread_id()), prev)
         };
+        drop(prev);
         slf.get().wake()?;
         // A producer thread that is ahead of the loop hands the GIL on, as
         // asyncio's does on every call by writing to its self-pipe. A native
@@ -545,7 +591,7 @@ impl LoopCore {
         let (ready, timers, factory) = {
             let mut st = self.st.borrow_mut();
             st.closed = true;
-            (std::mem::take(&mut st.ready), st.timers.drain(), st.task_factory.take())
+            (std::mem::take(&mut st.ready), st.timers.drain(), (st.task_factory.take(), st.fresh.take()))
         };
         for h in &timers {
             h.get().scheduled.store(false, Ordering::Relaxed);
@@ -596,9 +642,9 @@ impl LoopCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(st) = self.st.try_borrow() {
-            traverse!(&visit; st.ready, st.task_factory, st.debug_value);
+            traverse!(&visit; st.ready, st.task_factory, st.debug_value, st.fresh);
             for h in st.timers.iter() {
-                h.traverse(&visit)?;
+                Handle::traverse_owned(h, &visit)?;
             }
         }
         self.io.traverse(&visit)?;
@@ -611,7 +657,7 @@ impl LoopCore {
     fn __clear__(&self) {
         let taken = {
             let mut st = self.st.borrow_mut();
-            (std::mem::take(&mut st.ready), st.timers.drain(), (st.task_factory.take(), st.debug_value.take()))
+            (std::mem::take(&mut st.ready), st.timers.drain(), (st.task_factory.take(), st.debug_value.take(), st.fresh.take()))
         };
         let io = self.io.clear();
         let cached = self.ctx_cache.borrow_mut().take();
