@@ -19,6 +19,12 @@ Three families of cases, each run on every loop in one run:
   time from the installed ``pyperformance`` package; its ``main(use_ssl)``
   coroutine is run on the loop under test.  Wall time (ms), process CPU too.
 
+Beside the loops, a ``floor`` column: ``benchmarks/floor``, the echo and HTTP
+servers written in Rust on mio with no Python at all (built on demand with
+cargo), driven and measured exactly as the loops' servers.  It is the
+syscall + copy cost of the same traffic, so each row shows how far every loop
+is from that limit.  Cases it has no server for (TLS, asyncio_tcp) show "—".
+
 Every measurement uses fresh processes; repeats are interleaved round-robin
 with the loop order rotated, as in ``bench.py`` (whose helpers this script
 imports: loop specs, probing, error summaries).  Each measurement is bounded
@@ -75,6 +81,58 @@ HTTP_RESPONSE = (
     b"\r\n" + HTTP_BODY
 )
 HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n"
+
+
+FLOOR = "floor"
+FLOOR_DIR = os.path.join(os.path.dirname(THIS), "floor")
+FLOOR_BIN = os.path.join(FLOOR_DIR, "target", "release", "netbench-floor")
+FLOOR_SPEC = LoopSpec(FLOOR, "benchmarks/floor", "netbench-floor")
+# Server flavour -> the floor server's mode.  Every echo flavour has the same
+# floor: the bytes on the wire and the client are the same, only the Python
+# API the loop is driven through differs.
+FLOOR_MODES = {"sock": "echo", "streams": "echo", "protocol": "echo", "http": "http"}
+
+
+def is_floor(spec: LoopSpec) -> bool:
+    return spec == FLOOR_SPEC
+
+
+def floor_serves(case) -> bool:
+    return case.kind in ("echo", "http") and case.flavour in FLOOR_MODES
+
+
+def parse_spec(text: str) -> LoopSpec:
+    """bench.py's loop spec, or the floor pseudo-loop for the word "floor"."""
+    return FLOOR_SPEC if text.strip() == FLOOR else _bench.parse_loop_spec(text)
+
+
+def build_floor(timeout: float) -> dict:
+    """`cargo build --release` of benchmarks/floor (quick when up to date);
+    a probe-like answer: ok + version, or why not."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        return {"ok": False, "why": "cargo not found on PATH (the floor is built from "
+                "benchmarks/floor with cargo)"}
+    cmd = [cargo, "build", "--release", "--quiet",
+           "--manifest-path", os.path.join(FLOOR_DIR, "Cargo.toml"),
+           "--target-dir", os.path.join(FLOOR_DIR, "target")]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "why": f"cargo build did not finish in {timeout:g} s"}
+    if proc.returncode != 0 or not os.path.exists(FLOOR_BIN):
+        tail = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+        return {"ok": False, "why": f"cargo build failed: {tail[-1]}",
+                "stderr": proc.stderr[-4000:]}
+    mio = "?"
+    try:
+        with open(os.path.join(FLOOR_DIR, "Cargo.lock"), encoding="utf-8") as fh:
+            m = re.search(r'name = "mio"\nversion = "([^"]+)"', fh.read())
+        if m:
+            mio = m.group(1)
+    except OSError:
+        pass
+    return {"ok": True, "version": f"mio {mio}, no Python", "type": FLOOR_BIN}
 
 
 class Timeout(Exception):
@@ -535,10 +593,10 @@ class Child:
     """A child `net_bench.py` process with line-oriented stdin/stdout and a
     deadline on every wait."""
 
-    def __init__(self, args: list[str], name: str) -> None:
+    def __init__(self, args: list[str], name: str, cmd: list[str] | None = None) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, THIS, *args],
+            cmd or [sys.executable, THIS, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -644,8 +702,8 @@ def _first_server_error(snap: dict) -> tuple[str, str] | None:
 def _debug_rerun(spec: LoopSpec, flavour: str) -> tuple[str, str] | None:
     """Start the same server with loop.set_debug(True), send it one request
     from a blocking socket and return the first error its loop reported."""
-    if flavour == "tls":
-        return None  # a plain request would only show a TLS error
+    if flavour == "tls" or is_floor(spec):
+        return None  # a plain request would only show a TLS error; the floor has no debug mode
     deadline = time.monotonic() + 10.0
     try:
         server, port = _start_server(spec, flavour, deadline, debug=True)
@@ -700,7 +758,11 @@ def _diagnose(server: Child, exc: BaseException, spec: LoopSpec, flavour: str) -
 
 def _start_server(spec: LoopSpec, flavour: str, deadline: float,
                   debug: bool = False) -> tuple[Child, int]:
-    server = Child(["--_server", spec.spec, flavour] + (["debug"] if debug else []), "server")
+    if is_floor(spec):
+        server = Child([], "floor server", [FLOOR_BIN, FLOOR_MODES[flavour], str(RECV_SIZE)])
+    else:
+        server = Child(["--_server", spec.spec, flavour] + (["debug"] if debug else []),
+                       "server")
     try:
         ready = json.loads(server.expect(READY_MARK, deadline, "the server to listen"))
     except BaseException:
@@ -968,6 +1030,9 @@ def select_cases(filters: list[str] | None) -> list[Case]:
 _fmt = _bench._fmt_value
 
 
+FLOOR_HEADER = "floor (no Python)"
+
+
 def _cell_text(cell: dict, key: str) -> str:
     if cell.get("status") in ("error", "timeout", "skipped"):
         return cell["status"]
@@ -978,8 +1043,9 @@ def _cell_text(cell: dict, key: str) -> str:
 def headline_table(results: dict, cases: list[Case], loops: list[str], baseline: str) -> str:
     header = ["case", "unit"]
     for name in loops:
-        header.append(name)
-        if name != baseline:
+        # The floor's distance from each loop has its own table (floor_table).
+        header.append(FLOOR_HEADER if name == FLOOR and name != baseline else name)
+        if name != baseline and name != FLOOR:
             header.append(f"{name} ×")
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
@@ -990,11 +1056,38 @@ def headline_table(results: dict, cases: list[Case], loops: list[str], baseline:
         for name in loops:
             cell = results[case.name].get(name, {})
             row.append(_cell_text(cell, case.metric))
-            if name != baseline:
+            if name != baseline and name != FLOOR:
                 v = cell.get("summary", {}).get(case.metric) if cell.get("status") == "ok" else None
                 row.append(f"{base_v / v:.2f}" if (v and base_v) else "—")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _ok_value(cell: dict, key: str) -> float | None:
+    return cell.get("summary", {}).get(key) if cell.get("status") == "ok" else None
+
+
+def floor_table(results: dict, cases: list[Case], loops: list[str]) -> str:
+    """Each loop's server CPU per request over the floor's, for the cases the
+    floor measured; empty without a floor column."""
+    if FLOOR not in loops:
+        return ""
+    others = [n for n in loops if n != FLOOR]
+    rows = []
+    for case in cases:
+        floor_v = _ok_value(results[case.name].get(FLOOR, {}), case.metric)
+        if not floor_v:
+            continue
+        row = [case.name, _fmt(floor_v)]
+        for name in others:
+            v = _ok_value(results[case.name].get(name, {}), case.metric)
+            row.append(f"{v / floor_v:.2f}" if v else "—")
+        rows.append("| " + " | ".join(row) + " |")
+    if not rows:
+        return ""
+    header = ["case", "floor µs/req"] + [f"{n} / floor" for n in others]
+    return "\n".join(["| " + " | ".join(header) + " |",
+                      "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"] + rows)
 
 
 def detail_tables(results: dict, cases: list[Case], loops: list[str]) -> str:
@@ -1006,6 +1099,8 @@ def detail_tables(results: dict, cases: list[Case], loops: list[str]) -> str:
         for case in net:
             for name in loops:
                 cell = results[case.name].get(name, {})
+                if cell.get("status") == "n/a":
+                    continue
                 if cell.get("status") != "ok":
                     status = cell.get("status", "—")
                     out.append(f"| {case.name} | {name} | {status} | | | | | |")
@@ -1027,6 +1122,8 @@ def detail_tables(results: dict, cases: list[Case], loops: list[str]) -> str:
         for case in tcp:
             for name in loops:
                 cell = results[case.name].get(name, {})
+                if cell.get("status") == "n/a":
+                    continue
                 if cell.get("status") != "ok":
                     out.append(f"| {case.name} | {name} | {cell.get('status', '—')} | | |")
                     continue
@@ -1045,7 +1142,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--loops", nargs="+", metavar="SPEC", default=None,
                         help="event loops as name=module:factory (space or comma "
-                        "separated); default: " + " ".join(DEFAULT_LOOPS))
+                        f"separated; '{FLOOR}' for the Rust floor server); default: "
+                        + " ".join(DEFAULT_LOOPS) + f" {FLOOR}")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="leave out the floor (benchmarks/floor: mio, no Python; "
+                        "built with cargo, skipped with a note without it)")
     parser.add_argument("-k", dest="filters", action="append", metavar="PATTERN",
                         help="only cases whose name contains PATTERN (comma separated, "
                         "repeatable; '=name' for an exact name)")
@@ -1091,8 +1192,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.wrk and not shutil.which(args.wrk):
         args.wrk = None
 
-    specs = [_bench.parse_loop_spec(s) for item in (args.loops or DEFAULT_LOOPS)
+    specs = [parse_spec(s) for item in (args.loops or DEFAULT_LOOPS + [FLOOR])
              for s in item.split(",") if s.strip()]
+    if args.no_floor:
+        specs = [s for s in specs if not is_floor(s)]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         parser.error(f"duplicate loop names in {names}")
@@ -1101,7 +1204,12 @@ def main(argv: list[str] | None = None) -> int:
     loops: list[LoopSpec] = []
     versions: dict[str, str] = {}
     for spec in specs:
-        probe = _run_probe(spec, min(60.0, args.timeout))
+        if is_floor(spec):
+            probe = build_floor(max(300.0, args.timeout))
+            if not probe.get("ok") and probe.get("stderr"):
+                print(probe["stderr"], file=sys.stderr, end="")
+        else:
+            probe = _run_probe(spec, min(60.0, args.timeout))
         if probe.get("ok"):
             loops.append(spec)
             versions[spec.name] = probe["version"]
@@ -1114,7 +1222,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no event loop could be imported", file=sys.stderr)
         return 1
     loop_names = [s.name for s in loops]
-    baseline = args.baseline or ("asyncio" if "asyncio" in loop_names else loop_names[0])
+    real_loops = [n for n in loop_names if n != FLOOR] or loop_names
+    baseline = args.baseline or ("asyncio" if "asyncio" in loop_names else real_loops[0])
     if baseline not in loop_names:
         parser.error(f"baseline {baseline!r} is not among the loops that run: {loop_names}")
 
@@ -1146,6 +1255,8 @@ def main(argv: list[str] | None = None) -> int:
             for spec in order:
                 done += 1
                 if case.name in skipped or spec.name in failures[case.name]:
+                    continue
+                if is_floor(spec) and not floor_serves(case):
                     continue
                 try:
                     res = MEASURE[case.kind](case, spec, st)
@@ -1181,7 +1292,9 @@ def main(argv: list[str] | None = None) -> int:
         results[case.name] = {}
         for name in loop_names:
             cell: dict = {"samples": samples[case.name][name]}
-            if case.name in skipped:
+            if name == FLOOR and not floor_serves(case):
+                cell["status"] = "n/a"  # no floor server for this case
+            elif case.name in skipped:
                 cell["status"] = "skipped"
             elif name in failures[case.name]:
                 status, msg, tb = failures[case.name][name]
@@ -1221,6 +1334,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{baseline}); {elapsed:.0f} s in all")
     print()
     print(headline_table(results, cases, loop_names, baseline))
+    ftable = floor_table(results, cases, loop_names)
+    if FLOOR in loop_names:
+        print()
+        print(f"'{FLOOR_HEADER}': benchmarks/floor, the same echo/HTTP server in Rust on "
+              "mio, one thread, no Python: the syscall + copy cost of this traffic with "
+              "this client and measurement; — where it has no server (TLS, asyncio_tcp).")
+    if ftable:
+        print("Distance from the floor: a loop's server CPU per request / the floor's "
+              "(1.00 = at the floor).")
+        print()
+        print(ftable)
     print()
     print(detail_tables(results, cases, loop_names))
     if notes:
