@@ -1026,4 +1026,4 @@ def test_a_pending_task_costs_the_collector_four_objects():
         grown = loop.run_until_complete(main())
     finally:
         loop.close()
-    assert grown == {"Task": n, "coroutine": n, "Context": n, "FutureIter": n}
+    assert grown == {"Task": n, "coroutine": n, "Context": n}

@@ -14,9 +14,11 @@
 //! future behaves like the C one and calls `loop.call_soon(cb, fut,
 //! context=ctx)`.
 //!
-//! `await fut` goes through [`FutureIter`], whose `tp_as_async.am_send` slot
-//! is filled by hand (PyO3 has no `am_send`): a finished future returns its
-//! result from `am_send` without raising StopIteration.
+//! `await fut` iterates the future itself ([`future_am_await`]: no iterator
+//! object per await); `fut.__await__()` and `iter(fut)` called from Python
+//! return a [`FutureIter`]. Both fill `tp_as_async.am_send` by hand (PyO3 has
+//! no `am_send`): a finished future returns its result from `am_send`
+//! without raising StopIteration.
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -804,26 +806,37 @@ pub(crate) enum SendOutcome<'py> {
     Return(Bound<'py, PyAny>),
 }
 
+/// One step of `await fut`: yield the future while it is pending (once),
+/// then return its result. The state lives in the future (`blocking`), so
+/// the future itself can be the await iterator ([`future_am_await`]).
+pub(crate) fn await_step<'py>(fut: &Bound<'py, Future>) -> PyResult<SendOutcome<'py>> {
+    let py = fut.py();
+    {
+        let mut st = fut.get().st.borrow_mut();
+        if st.state == State::Pending {
+            if !st.blocking {
+                st.blocking = true;
+                drop(st);
+                return Ok(SendOutcome::Yield(fut.clone().into_any()));
+            }
+            return Err(PyRuntimeError::new_err("await wasn't used with future"));
+        }
+    }
+    Ok(SendOutcome::Return(fut.get().get_result(py)?))
+}
+
 impl FutureIter {
     pub(crate) fn advance<'py>(&self, py: Python<'py>) -> PyResult<SendOutcome<'py>> {
         let fut = match &*self.fut.borrow() {
             Some(f) => f.clone_ref(py).into_bound(py),
             None => return Ok(SendOutcome::Return(py.None().into_bound(py))),
         };
-        {
-            let mut st = fut.get().st.borrow_mut();
-            if st.state == State::Pending {
-                if !st.blocking {
-                    st.blocking = true;
-                    drop(st);
-                    return Ok(SendOutcome::Yield(fut.into_any()));
-                }
-                return Err(PyRuntimeError::new_err("await wasn't used with future"));
-            }
+        let out = await_step(&fut)?;
+        if let SendOutcome::Return(_) = out {
+            let old = self.fut.borrow_mut().take();
+            drop(old);
         }
-        let old = self.fut.borrow_mut().take();
-        drop(old);
-        Ok(SendOutcome::Return(fut.get().get_result(py)?))
+        Ok(out)
     }
 }
 
@@ -934,6 +947,91 @@ pub(crate) unsafe extern "C" fn future_iter_am_send(
             .unwrap_or_else(|_| Err(pyo3::panic::PanicException::new_err("panic in FutureIter.send"))),
         Err(e) => Err(e.into()),
     };
+    // SAFETY: `result` is a valid out-pointer (the contract).
+    unsafe { send_result(py, outcome, result) }
+}
+
+/// `tp_as_async.am_await` of Future and Task: `await fut` iterates the
+/// future itself, so an await allocates nothing and leaves no extra object
+/// for the collector to walk while a task waits. `fut.__await__()` and
+/// `iter(fut)` called from Python still return a [`FutureIter`] (the
+/// `__await__` wrapper in the type's dict keeps PyO3's slot function);
+/// the future has no Python-visible `__next__`/`send`/`throw`, so a
+/// coroutine's `throw()`/`close()` act at the await itself, exactly as
+/// FutureIter's do.
+///
+/// SAFETY (of the function contract): called by CPython with a live object
+/// of an exact Future/Task type, with the GIL held.
+pub(crate) unsafe extern "C" fn future_am_await(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: per the contract above we are attached to the interpreter.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `obj` is a borrowed, live object.
+    let b = unsafe { Bound::from_borrowed_ptr(py, obj) };
+    let alive = match b.cast::<Future>() {
+        Ok(f) => f.get().ensure_alive(),
+        Err(e) => Err(e.into()),
+    };
+    match alive {
+        Ok(()) => b.into_ptr(),
+        Err(e) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+fn step_of(py: Python<'_>, obj: *mut ffi::PyObject) -> PyResult<SendOutcome<'_>> {
+    // SAFETY: callers pass a borrowed, live object under the GIL.
+    let b = unsafe { Bound::from_borrowed_ptr(py, obj) };
+    let f = b.cast::<Future>()?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| await_step(f)))
+        .unwrap_or_else(|_| Err(pyo3::panic::PanicException::new_err("panic in await")))
+}
+
+/// `tp_as_async.am_send` of Future and Task (used by 3.11's SEND).
+///
+/// SAFETY (of the function contract): as [`future_iter_am_send`].
+pub(crate) unsafe extern "C" fn future_am_send(
+    obj: *mut ffi::PyObject,
+    _arg: *mut ffi::PyObject,
+    result: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: per the contract we are attached to the interpreter.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `result` is a valid out-pointer (the contract).
+    unsafe { send_result(py, step_of(py, obj), result) }
+}
+
+/// `tp_iternext` of Future and Task: what SEND calls from 3.12 on (and
+/// what makes the future pass for an iterator in `await`). A result of None
+/// is returned as exhaustion without an exception object, which SEND reads
+/// as a return of None.
+///
+/// SAFETY (of the function contract): called by CPython with a live object
+/// of an exact Future/Task type, with the GIL held.
+pub(crate) unsafe extern "C" fn future_iternext(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: per the contract above we are attached to the interpreter.
+    let py = unsafe { Python::assume_attached() };
+    match step_of(py, obj) {
+        Ok(SendOutcome::Yield(v)) => v.into_ptr(),
+        Ok(SendOutcome::Return(v)) => {
+            if !v.is_none() {
+                PyStopIteration::new_err((v.unbind(),)).restore(py);
+            }
+            std::ptr::null_mut()
+        }
+        Err(e) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Hand a step's outcome to CPython as an am_send result.
+///
+/// # Safety
+/// `result` is a valid out-pointer; the GIL is held.
+unsafe fn send_result(py: Python<'_>, outcome: PyResult<SendOutcome<'_>>, result: *mut *mut ffi::PyObject) -> ffi::PySendResult {
     match outcome {
         Ok(SendOutcome::Yield(v)) => {
             // SAFETY: `result` is a valid out-pointer; we hand over a new reference.

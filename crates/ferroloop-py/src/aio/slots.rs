@@ -9,7 +9,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::type_object::PyTypeInfo;
 
-use crate::aio::future::{future_iter_am_send, Future, FutureIter};
+use crate::aio::future::{future_am_await, future_am_send, future_iter_am_send, future_iternext, Future, FutureIter};
 use crate::aio::task::Task;
 use crate::runtime::registry;
 
@@ -112,6 +112,18 @@ pub(crate) fn patch_types(py: Python<'_>) {
     unsafe {
         if !(*fi).tp_as_async.is_null() {
             (*(*fi).tp_as_async).am_send = Some(future_iter_am_send);
+        }
+        // `await fut` iterates the future itself (future.rs). The
+        // `__await__` wrapper already in each type's dict keeps calling the
+        // FutureIter-returning slot PyO3 installed, and Python subclasses
+        // take their slots from that wrapper, so only `await` on exact
+        // Future/Task objects changes.
+        for ty in [fut, task] {
+            if !(*ty).tp_as_async.is_null() {
+                (*(*ty).tp_as_async).am_await = Some(future_am_await);
+                (*(*ty).tp_as_async).am_send = Some(future_am_send);
+                (*ty).tp_iternext = Some(future_iternext);
+            }
         }
         FUTURE_DEALLOC.get_or_init(|| (*fut).tp_dealloc);
         TASK_DEALLOC.get_or_init(|| (*task).tp_dealloc);
