@@ -999,11 +999,12 @@ def test_a_panic_in_the_finalizer_guard_reaches_unraisablehook(monkeypatch):
     assert seen[0].object is marker
 
 
-def test_a_pending_task_costs_the_collector_four_objects():
+def test_a_pending_task_costs_the_collector_three_objects():
     # What the cyclic GC must walk for each task blocked on a future: the
-    # Task, its coroutine, the task's own context (asyncio semantics: each
-    # task runs in a copy of the context it was created in) and the await's
-    # FutureIter. asyncio's loop adds the bound __wakeup method, its args
+    # Task, its coroutine and the task's own context (asyncio semantics:
+    # each task runs in a copy of the context it was created in). The await
+    # itself adds nothing: the future is its own await iterator. asyncio's
+    # loop adds the await's FutureIter, the bound __wakeup method, its args
     # tuple and the weak reference of its task WeakSet (7 in all). A change
     # that makes a task carry more tracked objects shows up here.
     n = 2000
