@@ -50,7 +50,7 @@ else:
     class FutureCallGraph:
         """A future, the stack it is suspended in, and the graphs of its awaiters."""
 
-        future: "asyncio.Future[Any]"
+        future: "asyncio.Future[Any] | _ferroloop.Future[Any]"
         call_stack: "tuple[FrameCallGraphEntry, ...]"
         awaited_by: "tuple[FutureCallGraph, ...]"
 
@@ -232,7 +232,7 @@ def _current_stack(depth, limit):
 
 
 def capture_call_graph(
-    future: "asyncio.Future[Any] | None" = None,
+    future: "asyncio.Future[Any] | _ferroloop.Future[Any] | None" = None,
     /,
     *,
     depth: int = 1,
@@ -248,7 +248,7 @@ def capture_call_graph(
     captures no stacks, only the awaited-by structure.
     """
     loop = events._get_running_loop()
-    target: "asyncio.Future[Any]"
+    target: "asyncio.Future[Any] | _ferroloop.Future[Any]"
     if future is not None:
         target = future
         if loop is None or not _is_current(future, loop):
@@ -296,7 +296,7 @@ def _render(graph, lines, level):
 
 
 def format_call_graph(
-    future: "asyncio.Future[Any] | None" = None,
+    future: "asyncio.Future[Any] | _ferroloop.Future[Any] | None" = None,
     /,
     *,
     depth: int = 1,
@@ -317,7 +317,7 @@ def format_call_graph(
 
 
 def print_call_graph(
-    future: "asyncio.Future[Any] | None" = None,
+    future: "asyncio.Future[Any] | _ferroloop.Future[Any] | None" = None,
     /,
     *,
     file: "TextIO | None" = None,
