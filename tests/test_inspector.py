@@ -443,3 +443,46 @@ def test_a_directory_others_can_enter_is_not_used(tmp_path, monkeypatch):
         loop.close()
     # Not under the widened directory: the /tmp fallback (or nothing).
     assert path is None or not path.startswith(str(tmp_path))
+
+
+def test_close_with_a_client_connected_is_prompt(tmp_path, monkeypatch):
+    # The loop's close() neither waits for the inspector's thread nor for a
+    # client; the file is gone at once and the thread ends by itself.
+    import threading
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    loop = ferroloop.new_event_loop()
+    path = inspector.enable(loop)
+    silent = socket.socket(socket.AF_UNIX)
+    silent.connect(path)
+    try:
+        time.sleep(0.1)  # let the thread take the connection
+        start = time.monotonic()
+        loop.close()
+        assert time.monotonic() - start < 0.5
+        assert not os.path.exists(path)
+        deadline = time.monotonic() + 10
+        while any(t.name == "ferroloop-inspector" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "inspector thread still alive"
+            time.sleep(0.05)
+    finally:
+        silent.close()
+
+
+def test_socket_gone_at_interpreter_exit_without_close(tmp_path):
+    # A loop never closed: the atexit hook removes the file.
+    script = textwrap.dedent(
+        """
+        import ferroloop
+        from ferroloop import inspector
+        loop = ferroloop.new_event_loop()
+        print(inspector.enable(loop), flush=True)
+        """
+    )
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    path = res.stdout.strip()
+    assert path.endswith(".sock") and path.startswith(str(tmp_path))
+    assert not os.path.exists(path)
+    assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr, res.stderr
