@@ -486,3 +486,19 @@ def test_socket_gone_at_interpreter_exit_without_close(tmp_path):
     assert path.endswith(".sock") and path.startswith(str(tmp_path))
     assert not os.path.exists(path)
     assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr, res.stderr
+
+
+def test_a_failing_snapshot_is_reported_not_dropped(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+
+    def broken(loop):
+        raise ValueError("a task misbehaved")
+
+    monkeypatch.setattr(inspector, "_loop_snapshot", broken)
+    loop = ferroloop.new_event_loop()
+    try:
+        inspector.enable(loop)
+        with pytest.raises(_tools.ToolError, match=r"refused: snapshot failed: ValueError: a task misbehaved"):
+            _tools.fetch(os.getpid(), "ps")
+    finally:
+        loop.close()

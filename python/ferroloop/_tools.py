@@ -91,8 +91,10 @@ def fetch(pid, command):
         reply = json.loads(b"".join(chunks))
     except ValueError:
         raise ToolError(f"process {pid} sent a malformed reply") from None
-    if not isinstance(reply, dict) or "error" in reply or not isinstance(reply.get("loops"), list):
-        raise ToolError(f"process {pid} refused: {reply.get('error') if isinstance(reply, dict) else reply!r}")
+    if isinstance(reply, dict) and "error" in reply:
+        raise ToolError(f"process {pid} refused: {reply['error']}")
+    if not isinstance(reply, dict) or not isinstance(reply.get("loops"), list):
+        raise ToolError(f"process {pid} sent a malformed reply")
     return reply
 
 

@@ -31,6 +31,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -43,7 +44,9 @@ _MAX_REQUEST = 64  # bytes: a command word and its newline
 _CLIENT_TIMEOUT = 2.0  # seconds a client gets to send its word / take the reply
 _SNAPSHOT_VERSION = 1
 
-_lock = threading.Lock()
+# Reentrant: a collection inside a locked section can finalize an unclosed
+# loop, whose close() comes back through disable() on the same thread.
+_lock = threading.RLock()
 _loops: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _server = None
 
@@ -283,6 +286,11 @@ class _Server:
                     conn, _ = self._sock.accept()
                 except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                     continue
+                except OSError:
+                    # Out of descriptors, say: the connection stays queued;
+                    # try again shortly rather than spin or give up.
+                    time.sleep(0.1)
+                    continue
                 with conn:
                     try:
                         self._answer(conn)
@@ -309,10 +317,15 @@ class _Server:
                 break
             request += chunk
         word = request.split(b"\n", 1)[0].strip().decode("ascii", "replace")
-        if word in COMMANDS:
-            reply = snapshot()
-        else:
+        if word not in COMMANDS:
             reply = {"version": _SNAPSHOT_VERSION, "error": "unknown command"}
+        else:
+            try:
+                reply = snapshot()
+            except Exception as exc:
+                # A task whose name or coroutine misbehaves: say so rather
+                # than leave the client with an empty reply.
+                reply = {"version": _SNAPSHOT_VERSION, "error": f"snapshot failed: {type(exc).__name__}: {exc}"}
         conn.sendall(json.dumps(reply).encode())
 
 
