@@ -358,7 +358,6 @@ def enable(loop: "asyncio.AbstractEventLoop") -> "str | None":
         raise RuntimeError("Event loop is closed")
     with _lock:
         _loops.add(loop)
-        loop._inspected = True  # type: ignore[attr-defined]  # Loop.close() asks
         if _server is None:
             directory = _make_private_dir()
             if directory is None:
@@ -372,6 +371,8 @@ def disable(loop: "asyncio.AbstractEventLoop") -> None:
     """Stop inspecting ``loop``; the socket goes with the last inspected loop."""
     global _server
     with _lock:
+        if loop not in _loops:
+            return
         _loops.discard(loop)
         if not any(not l.is_closed() for l in _loops) and _server is not None:
             _server.close()
