@@ -41,6 +41,18 @@ CHILD = textwrap.dedent(
             pass
         print("hogged", time.time(), flush=True)
 
+    async def spin():
+        # The same 2 s, inside a task: its coroutine is running, so only
+        # the thread's live frames show where.
+        print("hogging", time.time(), flush=True)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            pass
+        print("hogged", time.time(), flush=True)
+
+    async def spinner():
+        await spin()
+
     async def leaf(ev):
         await ev.wait()
 
@@ -67,6 +79,8 @@ CHILD = textwrap.dedent(
                 ev.set()
             elif data.strip() == b"hog":
                 loop.call_soon(hog)
+            elif data.strip() == b"hogtask":
+                loop.create_task(spinner(), name="spinner")
 
         loop.add_reader(0, command)
         async with asyncio.TaskGroup() as tg:
@@ -280,6 +294,21 @@ def test_hogging_callback_does_not_stop_the_answers(child):
     assert words[0] == "hogged"
     # The reply came while the callback was still spinning.
     assert answered < float(words[1])
+    assert rc_ok(finish(proc))
+
+
+def test_a_task_hogging_the_loop_is_shown_where_it_runs(child):
+    proc, _ = child()
+    proc.stdin.write("hogtask\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().split()[0] == "hogging"
+    res = run_tool("ps", proc.pid)
+    assert res.returncode == 0, res.stderr
+    (row,) = [r for r in table_rows(res.stdout) if r.split()[2] == "spinner"]
+    # spin() is running (no cr_await to follow): its frame comes from the
+    # thread's live stack.
+    assert row.split()[3:6] == ["spin", "->", "spinner"]
+    assert proc.stdout.readline().split()[0] == "hogged"
     assert rc_ok(finish(proc))
 
 
