@@ -26,10 +26,19 @@ loop.set_task_factory(ferroloop.create_eager_task_factory(asyncio.Task))
 fut: ferroloop.Future[int] = ferroloop.Future(loop=loop)
 loop.close()
 policy: asyncio.AbstractEventLoopPolicy = ferroloop.EventLoopPolicy()
+
+from ferroloop import graph, inspector
+
+g: graph.FutureCallGraph | None = graph.capture_call_graph(fut, limit=2)
+text: str = graph.format_call_graph(fut, depth=1)
+graph.print_call_graph(fut, file=None)
+where: str | None = inspector.enable(ferroloop.new_event_loop())
+inspector.disable(loop)
+m: int = ferroloop.run(answer(), inspect=True)
 '''
 
 WRONG = '''
-import ferroloop
+import ferroloop.graph
 
 async def answer() -> int:
     return 42
@@ -37,6 +46,7 @@ async def answer() -> int:
 s: str = ferroloop.run(answer())
 ferroloop.run(42)
 ferroloop.new_event_loop().close(1)
+ferroloop.graph.format_call_graph(limit="all")
 '''
 
 
@@ -62,4 +72,4 @@ def test_mypy_strict_accepts_the_api_and_rejects_misuse(tmp_path):
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
     assert [e for e in errors if not e.startswith("wrong.py")] == [], proc.stdout
     lines = sorted({int(e.split(":")[1]) for e in errors})
-    assert lines == [7, 8, 9], proc.stdout  # each wrong call, and nothing else
+    assert lines == [7, 8, 9, 10], proc.stdout  # each wrong call, and nothing else

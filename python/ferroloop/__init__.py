@@ -43,15 +43,21 @@ def run(
     *,
     debug: "bool | None" = None,
     loop_factory: "_Callable[[], _asyncio.AbstractEventLoop] | None" = new_event_loop,
+    inspect: bool = False,
     **run_kwargs: _Any,
 ) -> _T:
     """Run coroutine ``main`` on a new ferroloop loop and return its result.
 
-    Same contract as ``asyncio.run`` (``asyncio.Runner`` on 3.11).
+    Same contract as ``asyncio.run`` (``asyncio.Runner`` on 3.11). With
+    ``inspect=True`` the loop answers ``python -m ferroloop ps/pstree PID``
+    while it runs (``ferroloop.inspector``; ``loop_factory`` must then make
+    ferroloop loops).
     """
     if _asyncio_events._get_running_loop() is not None:
         # Checked before a Runner (and its loop) exists, as asyncio.run does.
         raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+    if inspect:
+        loop_factory = _inspected_factory(loop_factory or new_event_loop)
     if _sys.version_info >= (3, 12):
         # (mypy does not follow the aliased version check: on 3.11 typeshed's
         # asyncio.run has no loop_factory.)
@@ -60,6 +66,23 @@ def run(
         raise TypeError(f"unexpected keyword arguments: {sorted(run_kwargs)}")
     with _asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
         return runner.run(main)
+
+
+def _inspected_factory(
+    factory: "_Callable[[], _asyncio.AbstractEventLoop]",
+) -> "_Callable[[], _asyncio.AbstractEventLoop]":
+    def make() -> _asyncio.AbstractEventLoop:
+        from . import inspector
+
+        loop = factory()
+        try:
+            inspector.enable(loop)
+        except BaseException:
+            loop.close()
+            raise
+        return loop
+
+    return make
 
 
 # asyncio.DefaultEventLoopPolicy under the name that does not warn: from

@@ -3,6 +3,11 @@
 Runs an unmodified asyncio program with ferroloop as the event loop: the
 program's own ``asyncio.run()`` and ``asyncio.new_event_loop()`` get a
 ferroloop loop.
+
+``python -m ferroloop ps PID`` / ``python -m ferroloop pstree PID`` show the
+tasks of a running process whose loop has the inspector on
+(``FERROLOOP_INSPECT=1``; docs/observability.md). A script named ``ps`` or
+``pstree`` is run as ``./ps``.
 """
 
 import os
@@ -13,7 +18,11 @@ import warnings
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: python -m ferroloop (script.py | -m module) [args ...]"
+    usage = "usage: python -m ferroloop (script.py | -m module) [args ...] | (ps | pstree) PID"
+    if argv and argv[0] in ("ps", "pstree"):
+        from . import _tools
+
+        return _tools.main(argv[0], argv[1:])
     if not argv or argv[0] in ("-h", "--help"):
         print(usage, file=sys.stderr if not argv else sys.stdout)
         return 2 if not argv else 0

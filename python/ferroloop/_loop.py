@@ -190,6 +190,12 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             # inode of each path it bound; _stop_serving unlinks it.
             self._unix_server_sockets = {}
         self.set_debug(coroutines._is_debug_mode())
+        # Read once per loop, never on the hot path (docs/observability.md);
+        # close() asks the inspector itself whether this loop was inspected.
+        if os.environ.get("FERROLOOP_INSPECT", "") not in ("", "0"):
+            from . import inspector
+
+            inspector.enable(self)
 
     if _PY313:
         def _stop_serving(self, sock):
@@ -288,6 +294,12 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             self._csock.close()
             self._ssock = self._csock = None
             self._internal_fds -= 1
+        # The socket file goes with the last inspected loop. Looked up, not
+        # imported: only a process that enabled the inspector has it, and a
+        # close() from __del__ at interpreter shutdown can no longer import.
+        inspector = sys.modules.get("ferroloop.inspector")
+        if inspector is not None:
+            inspector.disable(self)
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:

@@ -719,6 +719,18 @@ impl Future {
         Self::callbacks_list(slf)
     }
 
+    /// What Python 3.14's `asyncio.graph` reads: the futures awaiting this
+    /// one (a frozenset, or None). Nothing is recorded on the hot path to
+    /// answer it: `ferroloop.graph` derives the awaiters from the done
+    /// callbacks when asked (docs/observability.md).
+    #[getter]
+    fn _asyncio_awaited_by<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import(pyo3::intern!(py, "ferroloop.graph"))?
+            .getattr(pyo3::intern!(py, "_awaited_by_set"))?
+            .call1((slf,))
+    }
+
     #[getter]
     fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.st.borrow().source_tb.as_ref().map(|l| l.clone_ref(py))
