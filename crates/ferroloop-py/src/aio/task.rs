@@ -24,7 +24,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::aio::future::{invalid_state, Callback, Future, FutState, State};
 use crate::runtime::gil::GilCell;
 use crate::runtime::imports::imports;
-use crate::runtime::gc::traverse;
+use crate::runtime::gc::{traverse, Traverse};
 use crate::runtime::util::{copy_context, exc_value, is_fatal, run_in_context};
 use crate::sched::job::{target_subject, Job, JobKind};
 use crate::sched::loop_core::LoopCore;
@@ -54,9 +54,93 @@ fn wakeup_callback<'py>(task: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>
 
 static TASK_NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A task's context. asyncio gives every task its own copy of the context
+/// it was created in, so a waiting task costs the collector its Context as
+/// well. A copy the task made itself is untracked while the task is its
+/// only holder, and the task's traverse reports what it references instead
+/// (the same scheme as a pending handle's, see sched/handle.rs). Whoever
+/// asks for the context object ([`OwnedContext::shared`]) gets it tracked
+/// again, and it is always tracked again before the task lets go of it:
+/// CPython's Context deallocator assumes a tracked object.
+pub(crate) struct OwnedContext {
+    obj: Py<PyAny>,
+    /// 1 while untracked. A u8 rather than a bool: `Option<OwnedContext>`
+    /// must keep its None in the pointer's niche, so that the all-zero
+    /// state of a task whose memory the collector traverses before PyO3
+    /// has written it (a collection during its allocation) reads as None.
+    untracked: u8,
+}
+
+impl OwnedContext {
+    /// A context handed in by the caller: shared, left as it is.
+    fn given(obj: Py<PyAny>) -> Self {
+        OwnedContext { obj, untracked: 0 }
+    }
+
+    /// A copy just made for this task, which nobody else holds yet.
+    fn own_copy(obj: Py<PyAny>) -> Self {
+        let p = obj.as_ptr();
+        // SAFETY: `p` is live (we hold `obj`); the checks and the untrack
+        // run under the GIL, on an exact Context (its traverse and
+        // deallocator are CPython's).
+        let untracked = unsafe {
+            ffi::PyContext_CheckExact(p) != 0
+                && ffi::Py_REFCNT(p) == 1
+                && ffi::PyObject_GC_IsTracked(p) != 0
+                && {
+                    ffi::PyObject_GC_UnTrack(p.cast());
+                    true
+                }
+        };
+        OwnedContext { obj, untracked: untracked as u8 }
+    }
+
+    fn retrack(&mut self) {
+        if std::mem::take(&mut self.untracked) != 0 {
+            let p = self.obj.as_ptr();
+            // SAFETY: live object, GIL held; tracked only if it is not.
+            unsafe {
+                if ffi::PyObject_GC_IsTracked(p) == 0 {
+                    ffi::PyObject_GC_Track(p.cast());
+                }
+            }
+        }
+    }
+
+    /// The context object for someone who may keep it.
+    fn shared(&mut self, py: Python<'_>) -> Py<PyAny> {
+        self.retrack();
+        self.obj.clone_ref(py)
+    }
+
+    /// The context object for entering it around a step (released after).
+    fn for_run(&self, py: Python<'_>) -> Py<PyAny> {
+        self.obj.clone_ref(py)
+    }
+}
+
+impl Drop for OwnedContext {
+    fn drop(&mut self) {
+        self.retrack();
+    }
+}
+
+impl Traverse for OwnedContext {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let p = self.obj.as_ptr();
+        // SAFETY: reading the count of a live object during a traverse.
+        if self.untracked != 0 && unsafe { ffi::Py_REFCNT(p) } == 1 {
+            // SAFETY: `p` is a live Context (has tp_traverse) that we hold.
+            unsafe { crate::runtime::gc::traverse_contents(p, visit) }
+        } else {
+            self.obj.traverse(visit)
+        }
+    }
+}
+
 pub(crate) struct TaskState {
     coro: Option<Py<PyAny>>,
-    context: Option<Py<PyAny>>,
+    context: Option<OwnedContext>,
     fut_waiter: Option<Py<PyAny>>,
     /// `None` until someone asks: the default name `Task-N` is only
     /// formatted when needed.
@@ -155,8 +239,14 @@ fn resume<'py>(py: Python<'py>, coro: &Bound<'py, PyAny>, exc: Option<Bound<'py,
 }
 
 impl Task {
+    /// The task's context, for a caller that may keep it.
     pub(crate) fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.st.borrow().context.as_ref().map(|c| c.clone_ref(py))
+        self.st.borrow_mut().context.as_mut().map(|c| c.shared(py))
+    }
+
+    /// The task's context, to run a step in.
+    fn run_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st.borrow().context.as_ref().map(|c| c.for_run(py))
     }
 
     fn fut<'a, 'py>(slf: &'a Bound<'py, Task>) -> &'a Bound<'py, Future> {
@@ -201,8 +291,8 @@ impl Task {
             Some(n) => Some(n.str()?.into_any().unbind()),
         };
         let ctx = match context.filter(|c| !c.is_none()) {
-            Some(c) => c.unbind(),
-            None => copy_context(py)?,
+            Some(c) => OwnedContext::given(c.unbind()),
+            None => OwnedContext::own_copy(copy_context(py)?),
         };
         let old = std::mem::replace(
             &mut *slf.get().st.borrow_mut(),
@@ -243,7 +333,7 @@ impl Task {
         let current = imports(py).current_tasks.bind(py);
         let prev = current.get_item(&loop_)?;
         current.set_item(&loop_, slf)?;
-        let ctx = slf.get().context(py);
+        let ctx = slf.get().run_context(py);
         let r = run_in_context(py, ctx.as_ref(), || Self::step(slf, None, false));
         match prev {
             Some(p) => current.set_item(&loop_, p)?,
@@ -464,7 +554,7 @@ impl Task {
 
     pub(crate) fn run_step_job(slf: &Bound<'_, Task>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
-        let ctx = slf.get().context(py);
+        let ctx = slf.get().run_context(py);
         match run_in_context(py, ctx.as_ref(), || Self::step(slf, exc, true)) {
             Ok(()) => Ok(()),
             Err(e) => Self::report_step_error(slf, e, "__step"),
@@ -473,7 +563,7 @@ impl Task {
 
     pub(crate) fn run_wakeup_job(slf: &Bound<'_, Task>, fut: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let ctx = slf.get().context(py);
+        let ctx = slf.get().run_context(py);
         match run_in_context(py, ctx.as_ref(), || Self::wakeup(slf, &fut)) {
             Ok(()) => Ok(()),
             Err(e) => Self::report_step_error(slf, e, "__wakeup"),

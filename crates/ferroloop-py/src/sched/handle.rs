@@ -176,7 +176,9 @@ impl Handle {
         // allowed; the reference count is read under the GIL.
         unsafe {
             if ffi::Py_REFCNT(p) > 1 + extra {
-                ffi::PyObject_GC_Track(p.cast());
+                if ffi::PyObject_GC_IsTracked(p) == 0 {
+                    ffi::PyObject_GC_Track(p.cast());
+                }
                 this.untracked.store(false, Ordering::Relaxed);
             }
         }
