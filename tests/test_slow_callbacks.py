@@ -167,3 +167,131 @@ def test_debug_mode_from_the_environment(how, tmp_path):
     executing = [line for line in out.splitlines() if line.startswith("asyncio|Executing <Task")]
     assert len(executing) == (2 if on else 0), out
     assert ("asyncio.ferroloop|slow callback: task" in out) == on
+
+
+# --- the watchdog -------------------------------------------------------------
+
+
+def _watchdog_records(caplog):
+    return [r for r in caplog.records if r.name == "asyncio.ferroloop" and "watchdog:" in r.getMessage()]
+
+
+def _thread_count():
+    # The watchdog is a native thread, unknown to `threading`: count the
+    # process's threads.
+    return len(os.listdir("/proc/self/task"))
+
+
+def _settled_thread_count(expected, timeout=2.0):
+    # A thread that has been joined can linger in /proc for a moment.
+    deadline = time.monotonic() + timeout
+    while _thread_count() != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _thread_count()
+
+
+def _spin(seconds):
+    # Pure Python, holding the GIL but reaching switch points: what a
+    # CPU-bound callback looks like.
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:  # WATCHDOG-SPIN
+        pass
+
+
+def test_watchdog_reports_a_long_callback_with_its_stack(ferro_loop, caplog):
+    caplog.set_level(logging.WARNING)
+
+    async def hogging_task():
+        _spin(0.5)
+        await asyncio.sleep(0)
+
+    ferro_loop.set_watchdog(0.1)
+    assert ferro_loop.get_watchdog() == pytest.approx(0.1)
+    t0 = time.monotonic()
+    ferro_loop.run_until_complete(ferro_loop.create_task(hogging_task(), name="hog"))
+    assert time.monotonic() - t0 < 2.0
+    (rec,) = _watchdog_records(caplog)  # once per overrunning job
+    msg = rec.getMessage()
+    info = rec.ferroloop_watchdog
+    assert 0.1 <= info["seconds"] < 0.5
+    assert info["task"] is not None and info["task"].get_name() == "hog"
+    assert "name='hog'" in msg
+    # The loop thread's stack as it was, down to the line it was on.
+    spin_line = _line_of(_spin, "WATCHDOG-SPIN")
+    assert f'File "{__file__}", line {spin_line}, in _spin' in msg
+    assert "in hogging_task" in msg
+
+
+def test_watchdog_plain_callback_and_fast_ones(ferro_loop, caplog):
+    caplog.set_level(logging.WARNING)
+    ferro_loop.set_watchdog(0.1)
+    for _ in range(100):
+        ferro_loop.call_soon(lambda: None)
+    ferro_loop.call_soon(_spin, 0.3)
+    ferro_loop.call_soon(ferro_loop.stop)
+    ferro_loop.run_forever()
+    (rec,) = _watchdog_records(caplog)
+    assert "watchdog: a callback has been running for" in rec.getMessage()
+    assert rec.ferroloop_watchdog["task"] is None
+
+
+def test_watchdog_runs_only_while_the_loop_runs(ferro_loop):
+    base = _thread_count()
+    ferro_loop.set_watchdog(5)
+    assert _thread_count() == base  # not running yet
+    seen = []
+    ferro_loop.call_soon(lambda: seen.append(_thread_count() - base))
+    ferro_loop.call_soon(ferro_loop.stop)
+    ferro_loop.run_forever()
+    assert seen == [1]
+    assert _settled_thread_count(base) == base  # stopped with the loop
+
+    # Switched off while running: the thread goes at once.
+    def off():
+        ferro_loop.set_watchdog(None)
+        seen.append(_settled_thread_count(base) - base)
+
+    ferro_loop.call_soon(off)
+    ferro_loop.call_soon(ferro_loop.stop)
+    ferro_loop.run_forever()
+    assert seen == [1, 0] and ferro_loop.get_watchdog() is None
+
+
+def test_watchdog_off_means_no_thread(ferro_loop):
+    base = _thread_count()
+    seen = []
+    ferro_loop.call_soon(lambda: seen.append(_thread_count() - base))
+    ferro_loop.call_soon(ferro_loop.stop)
+    ferro_loop.run_forever()
+    assert seen == [0]
+
+
+def test_watchdog_off_by_default_and_from_environment(tmp_path):
+    script = tmp_path / "w.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, logging, sys, time, threading
+            import ferroloop
+            logging.basicConfig(level=logging.WARNING, format="%(name)s|%(message)s", stream=sys.stdout)
+            loop = ferroloop.new_event_loop()
+            print("threshold", loop.get_watchdog())
+            def spin():
+                end = time.monotonic() + 0.4
+                while time.monotonic() < end:
+                    pass
+            loop.call_soon(spin)
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+            loop.close()
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FERROLOOP_WATCHDOG"}
+    off = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert "threshold None" in off.stdout and "watchdog:" not in off.stdout
+    env["FERROLOOP_WATCHDOG"] = "0.1"
+    on = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert "threshold 0.1" in on.stdout
+    assert on.stdout.count("asyncio.ferroloop|watchdog: a callback has been running for") == 1, on.stdout
+    assert ", in spin" in on.stdout

@@ -25,6 +25,7 @@ import warnings
 import logging
 import sys
 import threading
+import traceback
 import types
 import weakref
 
@@ -44,6 +45,9 @@ logger = logging.getLogger("asyncio")
 # A child of asyncio's logger: configuring "asyncio" (level, handlers)
 # applies to ferroloop's detail records too.
 _slow_logger = logging.getLogger("asyncio.ferroloop")
+# Innermost frames the watchdog shows (the loop's own run_forever frames
+# above them say nothing).
+_WATCHDOG_STACK_LIMIT = 30
 
 _BaseEventLoop = base_events.BaseEventLoop
 _PY313 = sys.version_info >= (3, 13)
@@ -193,6 +197,13 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             # inode of each path it bound; _stop_serving unlinks it.
             self._unix_server_sockets = {}
         self.set_debug(coroutines._is_debug_mode())
+        watchdog = os.environ.get("FERROLOOP_WATCHDOG")
+        if watchdog:
+            try:
+                self.set_watchdog(float(watchdog))
+            except ValueError:
+                # A typo in an environment variable must not stop the program.
+                logger.warning("FERROLOOP_WATCHDOG=%r is not a number of seconds; watchdog off", watchdog)
 
     if _PY313:
         def _stop_serving(self, sock):
@@ -634,6 +645,32 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
         if report is not None and report.stack and not report.finished:
             text += f" in {report.where}"
         return text
+
+    def set_watchdog(self, seconds):
+        """Report, with the loop thread's stack, any callback still running
+        after ``seconds`` (None or 0: off, the default). A thread watches
+        while the loop runs; see docs/observability.md."""
+        if seconds is not None:
+            seconds = float(seconds)
+        self._set_watchdog(seconds)
+
+    def get_watchdog(self):
+        """The watchdog's threshold in seconds, or None when it is off."""
+        return self._watchdog
+
+    def _watchdog_report(self, seconds):
+        # Called on the watchdog thread, which holds the GIL while the loop
+        # thread is stopped at a switch point inside the overrunning job (so
+        # no native borrow is held): read its frames, log, return.
+        frame = sys._current_frames().get(self._thread_id)
+        task = asyncio.tasks._current_tasks.get(self) if frame is not None else None
+        stack = "".join(traceback.format_stack(frame, limit=_WATCHDOG_STACK_LIMIT)) if frame is not None else ""
+        what = "a callback" if task is None else repr(task)
+        _slow_logger.warning(
+            "watchdog: %s has been running for %.3f seconds; loop thread stack (most recent call last):\n%s",
+            what, seconds, stack.rstrip("\n"),
+            extra={"ferroloop_watchdog": {"seconds": seconds, "task": task, "stack": stack}},
+        )
 
     def _log_slow_callback(self, subject, seconds):
         # asyncio's logger, looked up at call time (tests patch it); the

@@ -37,6 +37,7 @@ pub(crate) use crate::sched::io::closed_error;
 use crate::sched::io::{fd_of, IoDriver};
 use crate::sched::job::Job;
 use crate::sched::metrics::Metrics;
+use crate::sched::watchdog::Watchdog;
 
 pub(crate) struct LoopState {
     pub(crate) ready: ReadyQueue<Job>,
@@ -67,6 +68,8 @@ pub struct LoopCore {
     ctx_cache: GilCell<Option<Py<PyAny>>>,
     /// loop.metrics(): counters written without a borrow (see metrics.rs).
     pub(crate) metrics: Metrics,
+    /// set_watchdog(): the thread reporting a job that runs too long.
+    watchdog: Watchdog,
 }
 
 /// Installs what handles ask of their loop (see `handle::LoopLink`).
@@ -313,8 +316,9 @@ impl LoopCore {
     fn run_ready(slf: &Bound<'_, LoopCore>, ntodo: usize, debug: bool, ran: &mut u64) -> PyResult<()> {
         let this = slf.get();
         // Per-job timing costs two clock reads per job: only in debug mode
-        // (asyncio times every callback there) or when switched on.
-        let timed = debug || this.metrics.timing();
+        // (asyncio times every callback there), when switched on, or for
+        // the watchdog.
+        let timed = debug || this.metrics.timing() || this.watchdog.on();
         for _ in 0..ntodo {
             let job = {
                 let mut st = this.st.borrow_mut();
@@ -345,9 +349,16 @@ impl LoopCore {
         // ran (a cancelled handle has lost its callback after).
         let subject = if debug { Some(job.subject(py)) } else { None };
         let who = job.subject_ref(py);
+        let watched = this.watchdog.on();
         let t0 = clock::monotonic();
+        if watched {
+            this.watchdog.job_started(t0);
+        }
         let r = Self::run_job(slf, job);
         let dt = clock::monotonic() - t0;
+        if watched {
+            this.watchdog.job_done();
+        }
         let ns = ns_between(0.0, dt);
         if this.metrics.timed_job(ns) {
             let subject = match &subject {
@@ -417,6 +428,7 @@ impl LoopCore {
             clock_resolution: clock::resolution(),
             ctx_cache: GilCell::new(None),
             metrics: Metrics::new(clock::monotonic()),
+            watchdog: Watchdog::new(),
         })
     }
 
@@ -622,6 +634,7 @@ impl LoopCore {
     /// Iterate until `stop()` is called. Setup and teardown (running-loop
     /// registration, async generator hooks) are done by `Loop.run_forever`.
     fn _run_forever_core(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().watchdog.start(slf.as_any())?;
         let r = loop {
             if let Err(e) = Self::run_once(slf) {
                 break Err(e);
@@ -631,6 +644,7 @@ impl LoopCore {
             }
         };
         slf.get().st.borrow_mut().stopping = false;
+        slf.get().watchdog.stop(slf.py());
         r
     }
 
@@ -640,6 +654,7 @@ impl LoopCore {
 
     /// Drop everything queued and mark the loop closed.
     fn _close_core(&self, py: Python<'_>) -> PyResult<()> {
+        self.watchdog.stop(py);
         let (ready, timers, factory) = {
             let mut st = self.st.borrow_mut();
             st.closed = true;
@@ -699,6 +714,25 @@ impl LoopCore {
 
     fn _set_callback_timing(&self, on: bool) {
         self.metrics.set_timing(on);
+    }
+
+    /// Report jobs running longer than `seconds` (None or <= 0: off), from
+    /// a thread that runs while the loop does (see watchdog.rs).
+    #[pyo3(signature = (seconds))]
+    fn _set_watchdog(slf: &Bound<'_, Self>, seconds: Option<f64>) -> PyResult<()> {
+        let this = slf.get();
+        this.watchdog.set_threshold(seconds);
+        if !this.watchdog.on() {
+            this.watchdog.stop(slf.py());
+        } else if this.running() {
+            this.watchdog.start(slf.as_any())?;
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn _watchdog(&self) -> Option<f64> {
+        self.watchdog.threshold()
     }
 
     #[getter]
