@@ -278,12 +278,23 @@ impl LoopCore {
         };
         drop(dead);
 
-        // 2. poll. The clock is read around it (not around a skipped one):
-        // the time blocked there is half of what loop.metrics() reports.
-        let t_poll = (!matches!(plan, PollPlan::Skip)).then(clock::monotonic);
+        // 2. poll. The clock is read around it (not around a skipped one)
+        // for loop.metrics(); the first reading of an iteration also ends
+        // the previous one's run phase.
+        let t_poll = (!matches!(plan, PollPlan::Skip)).then(|| {
+            let t = clock::monotonic();
+            this.metrics.close(t);
+            t
+        });
         this.io.poll(loop_, plan, |job| this.st.borrow_mut().ready.push_back(job))?;
         let t_run = clock::monotonic();
-        let poll_ns = t_poll.map_or(0, |t| ns_between(t, t_run));
+        let poll_ns = match t_poll {
+            Some(t) => ns_between(t, t_run),
+            None => {
+                this.metrics.close(t_run);
+                0
+            }
+        };
 
         // 3. due timers (the reading after the poll is asyncio's `self.time()`
         // there).
@@ -306,7 +317,7 @@ impl LoopCore {
         };
         let mut ran = 0u64;
         let r = Self::run_ready(slf, ntodo, debug, &mut ran);
-        this.metrics.iteration(poll_ns, ran, ns_between(t_run, clock::monotonic()));
+        this.metrics.open(t_run, poll_ns, ran);
         r
     }
 
@@ -644,12 +655,15 @@ impl LoopCore {
             }
         };
         slf.get().st.borrow_mut().stopping = false;
+        slf.get().metrics.close(clock::monotonic());
         slf.get().watchdog.stop(slf.py());
         r
     }
 
     fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::run_once(slf)
+        let r = Self::run_once(slf);
+        slf.get().metrics.close(clock::monotonic());
+        r
     }
 
     /// Drop everything queued and mark the loop closed.

@@ -4,8 +4,9 @@
 //! Two tiers, so that the always-on part costs integer increments:
 //! * always on: iterations, jobs run, tasks created and finished, and per
 //!   iteration the time blocked in the poll and the time spent running the
-//!   ready jobs (two or three clock reads per iteration, not per job; the
-//!   lag histogram is of the latter);
+//!   ready jobs (the lag histogram is of the latter). That is one clock
+//!   reading per iteration after the poll and one before it (none when the
+//!   poll is skipped): an iteration's run phase ends at the next reading;
 //! * switched on at run time (`set_metrics(callback_timing=True)`, and
 //!   always in debug mode, which times every job anyway): each job timed,
 //!   a histogram of job durations and the longest job with what it was.
@@ -16,7 +17,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use ferroloop_engine::histogram::{bucket, BUCKETS};
+use ferroloop_engine::histogram::{bucket, ns_between, BUCKETS};
 
 use crate::runtime::gil::GilCell;
 
@@ -55,6 +56,10 @@ pub(crate) struct Metrics {
     longest_what: GilCell<Option<String>>,
     /// Loop clock when counting started (creation or `reset_metrics`).
     since: GilCell<f64>,
+    /// The last iteration, whose run phase ends at the next clock reading
+    /// (the next iteration's first, or the end of the run): that saves a
+    /// reading per iteration. `(run phase start, poll ns, jobs run)`.
+    open: GilCell<Option<(f64, u64, u64)>>,
 }
 
 /// A copy of the counters for `loop.metrics()`.
@@ -81,6 +86,7 @@ impl Metrics {
             longest_ns: Counter::default(),
             longest_what: GilCell::new(None),
             since: GilCell::new(now),
+            open: GilCell::new(None),
         }
     }
 
@@ -94,9 +100,18 @@ impl Metrics {
         self.timing.store(on, Relaxed);
     }
 
-    /// One iteration's run phase: `ran` jobs in `ns` nanoseconds.
+    /// An iteration ran `ran` jobs from `run_start` on, after `poll_ns` in
+    /// the poll; it is recorded by the next `close`.
     #[inline]
-    pub(crate) fn iteration(&self, poll_ns: u64, ran: u64, run_ns: u64) {
+    pub(crate) fn open(&self, run_start: f64, poll_ns: u64, ran: u64) {
+        *self.open.borrow_mut() = Some((run_start, poll_ns, ran));
+    }
+
+    /// Record the open iteration, if any, as having run until `now`.
+    #[inline]
+    pub(crate) fn close(&self, now: f64) {
+        let Some((start, poll_ns, ran)) = self.open.borrow_mut().take() else { return };
+        let run_ns = ns_between(start, now);
         self.iterations.add(1);
         self.callbacks.add(ran);
         self.poll_ns.add(poll_ns);
@@ -129,6 +144,7 @@ impl Metrics {
         }
         let old = self.longest_what.borrow_mut().take();
         drop(old);
+        *self.open.borrow_mut() = None;
         *self.since.borrow_mut() = now;
     }
 
