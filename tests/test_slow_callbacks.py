@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+import ferroloop
+
 # asyncio's own test (test_base_events.test_log_slow_callbacks) matches the
 # whole message with these.
 TASK_RE = r"^Executing <Task.*{name}.*> took .* seconds$"
@@ -60,6 +62,7 @@ def test_slow_task_names_task_coroutine_and_line(ferro_loop, caplog):
     _run_slow_task(ferro_loop)
     (rec,) = _executing_records(caplog)
     report = rec.ferroloop_slow_callback
+    assert isinstance(report, ferroloop.SlowCallback)
     helper_line = _line_of(blocking_helper, "HELPER-MARK")
     worker_line = _line_of(slow_worker, "WORKER-MARK")
     assert report.task_name == "the-slow-one"

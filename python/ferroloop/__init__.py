@@ -17,7 +17,7 @@ from typing import Any as _Any, TypeVar as _TypeVar
 
 from ._ferroloop import Future, Handle, Task, TimerHandle
 from ._loop import Loop, new_event_loop
-from ._metrics import Histogram, LoopMetrics
+from ._metrics import Histogram, LoopMetrics, SlowCallback
 
 __all__ = (
     "Future",
@@ -34,6 +34,7 @@ __all__ = (
     "metrics",
     "LoopMetrics",
     "Histogram",
+    "SlowCallback",
 )
 
 __version__ = "0.1.0"
