@@ -173,7 +173,10 @@ def test_errors_do_not_stop_counting(ferro_loop):
     assert ferro_loop.metrics().callbacks == 6
 
 
-def test_keyboard_interrupt_iteration_is_still_recorded(ferro_loop):
+@pytest.mark.parametrize("timing", [False, True])
+def test_keyboard_interrupt_iteration_is_still_recorded(ferro_loop, timing):
+    ferro_loop.set_metrics(callback_timing=timing)
+
     def interrupt():
         raise KeyboardInterrupt
 
@@ -183,6 +186,7 @@ def test_keyboard_interrupt_iteration_is_still_recorded(ferro_loop):
         ferro_loop.run_forever()
     m = ferro_loop.metrics()
     assert m.callbacks == 2 and m.iterations == 1
+    assert m.timed_callbacks == (2 if timing else 0)
 
 
 def test_reset_metrics(ferro_loop):

@@ -32,6 +32,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::runtime::gc::{traverse, Traverse};
 use crate::runtime::gil::GilCell;
+use crate::runtime::util::is_fatal;
 use crate::sched::handle::{make_handle, Handle, LoopLink, LOOP_LINK};
 pub(crate) use crate::sched::io::closed_error;
 use crate::sched::io::{fd_of, IoDriver};
@@ -371,19 +372,31 @@ impl LoopCore {
             this.watchdog.job_done();
         }
         let ns = ns_between(0.0, dt);
+        let mut interrupted = None;
         if this.metrics.timed_job(ns) {
             let subject = match &subject {
                 Some(s) => s.clone_ref(py),
                 None => who.subject(py),
             };
             // Text, not the object: the record must not keep a task alive.
+            // A failure to describe it is not the program's error, but a
+            // KeyboardInterrupt arriving meanwhile must not be lost.
             let what = match slf.call_method1("_describe_callback", (subject,)) {
                 Ok(t) => t.extract::<String>().unwrap_or_else(|_| "<callback>".into()),
-                Err(_) => "<callback>".into(),
+                Err(e) => {
+                    if is_fatal(py, &e) {
+                        interrupted = Some(e);
+                    }
+                    "<callback>".into()
+                }
             };
             this.metrics.set_longest(ns, what);
         } else {
             drop(who);
+        }
+        r?;
+        if let Some(e) = interrupted {
+            return Err(e);
         }
         if let Some(subject) = subject {
             let slow = this.st.borrow().slow_callback_duration;
@@ -391,7 +404,7 @@ impl LoopCore {
                 slf.call_method1("_log_slow_callback", (subject, dt))?;
             }
         }
-        r
+        Ok(())
     }
 
     /// An `add_reader`/`add_writer` callback re-arms its descriptor after it
