@@ -95,8 +95,9 @@ def test_slow_callback_is_the_longest_and_in_its_bucket(ferro_loop):
     assert "slow_callback_50ms" in m.longest_callback_what
     assert m.callback_durations.bucket_of(m.longest_callback) == "<100ms"
     assert m.callback_durations.counts[Histogram.LABELS.index("<100ms")] == 1
-    # The 20 empty callbacks and stop() are fast.
-    assert sum(m.callback_durations.counts[:3]) == 21
+    # The 20 empty callbacks and stop() are fast (< 10 ms leaves room for
+    # a busy machine descheduling the process).
+    assert sum(m.callback_durations.counts[:4]) == 21
 
 
 def test_longest_task_step_names_the_coroutine_and_line(ferro_loop):
@@ -127,7 +128,7 @@ def test_per_callback_timing_is_off_by_default(ferro_loop):
     assert m.longest_callback == 0.0 and m.longest_callback_what is None
     # ... while the per-iteration figures are always kept.
     assert m.callback_time >= 0.02
-    assert m.iteration_lag.counts[Histogram.LABELS.index("<100ms")] == 1
+    assert m.iteration_lag.counts[Histogram.LABELS.index("<100ms")] >= 1
 
 
 def test_debug_mode_times_callbacks(ferro_loop):
