@@ -24,6 +24,10 @@ loop: ferroloop.Loop = ferroloop.new_event_loop()
 loop.set_task_factory(ferroloop.eager_task_factory)
 loop.set_task_factory(ferroloop.create_eager_task_factory(asyncio.Task))
 fut: ferroloop.Future[int] = ferroloop.Future(loop=loop)
+loop.set_metrics(callback_timing=True)
+metrics: ferroloop.LoopMetrics = ferroloop.metrics(loop)
+callbacks: int = loop.metrics().callbacks
+lag: tuple[int, ...] = metrics.iteration_lag.counts
 loop.close()
 policy: asyncio.AbstractEventLoopPolicy = ferroloop.EventLoopPolicy()
 
@@ -47,6 +51,8 @@ s: str = ferroloop.run(answer())
 ferroloop.run(42)
 ferroloop.new_event_loop().close(1)
 ferroloop.graph.format_call_graph(limit="all")
+ferroloop.new_event_loop().set_metrics(True)
+t: str = ferroloop.new_event_loop().metrics().poll_time
 '''
 
 
@@ -72,4 +78,4 @@ def test_mypy_strict_accepts_the_api_and_rejects_misuse(tmp_path):
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
     assert [e for e in errors if not e.startswith("wrong.py")] == [], proc.stdout
     lines = sorted({int(e.split(":")[1]) for e in errors})
-    assert lines == [7, 8, 9, 10], proc.stdout  # each wrong call, and nothing else
+    assert lines == [7, 8, 9, 10, 11, 12], proc.stdout  # each wrong call, and nothing else

@@ -17,6 +17,7 @@ from typing import Any as _Any, TypeVar as _TypeVar
 
 from ._ferroloop import Future, Handle, Task, TimerHandle
 from ._loop import Loop, new_event_loop
+from ._metrics import Histogram, LoopMetrics, SlowCallback
 
 __all__ = (
     "Future",
@@ -30,6 +31,10 @@ __all__ = (
     "EventLoopPolicy",
     "eager_task_factory",
     "create_eager_task_factory",
+    "metrics",
+    "LoopMetrics",
+    "Histogram",
+    "SlowCallback",
 )
 
 __version__ = "0.1.0"
@@ -83,6 +88,17 @@ def _inspected_factory(
         return loop
 
     return make
+
+
+def metrics(loop: "_asyncio.AbstractEventLoop | None" = None) -> LoopMetrics:
+    """``loop.metrics()`` of a ferroloop loop (default: the running loop)."""
+    if loop is None:
+        loop = _asyncio.get_running_loop()
+    if not isinstance(loop, Loop):
+        # Other loops keep no such counters; an empty snapshot would read as
+        # "nothing happened".
+        raise TypeError(f"metrics() needs a ferroloop loop, got {type(loop).__name__}")
+    return loop.metrics()
 
 
 # asyncio.DefaultEventLoopPolicy under the name that does not warn: from

@@ -25,6 +25,7 @@ import warnings
 import logging
 import sys
 import threading
+import traceback
 import types
 import weakref
 
@@ -34,13 +35,19 @@ except ImportError:  # a Python built without ssl
     ssl = None
 from asyncio import base_events, constants, coroutines, events, selector_events, unix_events
 
-from . import _ferroloop
+from . import _ferroloop, _metrics
 from ._tls import _SSLProtocol
 from ._transports import DatagramTransport, SocketTransport
 
 __all__ = ("Loop", "new_event_loop")
 
 logger = logging.getLogger("asyncio")
+# A child of asyncio's logger: configuring "asyncio" (level, handlers)
+# applies to ferroloop's detail records too.
+_slow_logger = logging.getLogger("asyncio.ferroloop")
+# Innermost frames the watchdog shows (the loop's own run_forever frames
+# above them say nothing).
+_WATCHDOG_STACK_LIMIT = 30
 
 _BaseEventLoop = base_events.BaseEventLoop
 _PY313 = sys.version_info >= (3, 13)
@@ -196,6 +203,13 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             from . import inspector
 
             inspector.enable(self)
+        watchdog = os.environ.get("FERROLOOP_WATCHDOG")
+        if watchdog:
+            try:
+                self.set_watchdog(float(watchdog))
+            except ValueError:
+                # A typo in an environment variable must not stop the program.
+                logger.warning("FERROLOOP_WATCHDOG=%r is not a number of seconds; watchdog off", watchdog)
 
     if _PY313:
         def _stop_serving(self, sock):
@@ -619,10 +633,68 @@ class Loop(_ferroloop.LoopCore, asyncio.AbstractEventLoop):
             raise
         return tls._app_transport
 
+    # --- metrics (sched/metrics.rs, _metrics.py) ----------------------------
+
+    def metrics(self):
+        """A frozen snapshot of this loop's counters (``LoopMetrics``)."""
+        return _metrics.LoopMetrics._from_snapshot(self._metrics_snapshot())
+
+    def reset_metrics(self):
+        """Start counting again from zero (``since`` becomes now)."""
+        self._reset_metrics()
+
+    def set_metrics(self, *, callback_timing):
+        """Switch per-callback timing on or off (durations histogram and
+        longest callback; always on in debug mode). Costs two clock reads
+        per callback."""
+        self._set_callback_timing(bool(callback_timing))
+
+    def _describe_callback(self, subject):
+        # The longest callback's text for metrics(): asyncio's rendering of
+        # the subject, plus where a task's await chain stood.
+        text = str(subject)
+        report = _metrics.describe_slow_callback(subject)
+        if report is not None and report.stack and not report.finished:
+            text += f" in {report.where}"
+        return text
+
+    def set_watchdog(self, seconds):
+        """Report, with the loop thread's stack, any callback still running
+        after ``seconds`` (None or 0: off, the default). A thread watches
+        while the loop runs; see docs/observability.md."""
+        if seconds is not None:
+            seconds = float(seconds)
+        self._set_watchdog(seconds)
+
+    def get_watchdog(self):
+        """The watchdog's threshold in seconds, or None when it is off."""
+        return self._watchdog
+
+    def _watchdog_report(self, seconds):
+        # Called on the watchdog thread, which holds the GIL while the loop
+        # thread is stopped at a switch point inside the overrunning job (so
+        # no native borrow is held): read its frames, log, return.
+        frame = sys._current_frames().get(self._thread_id)
+        task = asyncio.tasks._current_tasks.get(self) if frame is not None else None
+        stack = "".join(traceback.format_stack(frame, limit=_WATCHDOG_STACK_LIMIT)) if frame is not None else ""
+        what = "a callback" if task is None else repr(task)
+        _slow_logger.warning(
+            "watchdog: %s has been running for %.3f seconds; loop thread stack (most recent call last):\n%s",
+            what, seconds, stack.rstrip("\n"),
+            extra={"ferroloop_watchdog": {"seconds": seconds, "task": task, "stack": stack}},
+        )
+
     def _log_slow_callback(self, subject, seconds):
         # asyncio's logger, looked up at call time (tests patch it); the
-        # subject is formatted after the callback ran, as asyncio does.
-        base_events.logger.warning("Executing %s took %.3f seconds", subject, seconds)
+        # subject is formatted after the callback ran, as asyncio does. The
+        # record's text stays asyncio's exactly (tools and asyncio's own
+        # tests match it up to the end of the line); what a slow task was
+        # doing goes in its `extra` and in a second record right after.
+        report = _metrics.describe_slow_callback(subject)
+        extra = None if report is None else {"ferroloop_slow_callback": report}
+        base_events.logger.warning("Executing %s took %.3f seconds", subject, seconds, extra=extra)
+        if report is not None:
+            _slow_logger.warning("slow callback: %s", report.text(), extra=extra)
 
     def _timer_handle_cancelled(self, handle):
         # Handles created by this loop report cancellation natively; this

@@ -11,6 +11,7 @@
 //!   reactor interest changes they imply.
 //! * [`edge::EdgeReader`] — level-triggered stream reading on edge-triggered
 //!   readiness.
+//! * [`histogram`] — the fixed duration buckets of the loop metrics.
 //! * [`reactor::Reactor`] — a mio `Poll`; [`reactor::Wake`] interrupts it
 //!   from another thread.
 //!
@@ -20,6 +21,7 @@
 pub mod clock;
 pub mod edge;
 pub mod fdtable;
+pub mod histogram;
 pub mod iteration;
 pub mod reactor;
 mod timers;

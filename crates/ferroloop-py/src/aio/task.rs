@@ -318,6 +318,9 @@ impl Task {
         } else {
             imports(py).register_task.bind(py).call1((slf,))?;
         }
+        if let Ok(l) = loop_.cast::<LoopCore>() {
+            l.get().metrics.tasks_created.add(1);
+        }
         if eager_start && running {
             Self::eager_start(slf)
         } else {
@@ -402,6 +405,12 @@ impl Task {
             enter_task(py, &loop_, slf.as_any())?;
         }
         let r = Self::handle_resumed(slf, resume(py, coro.bind(py), exc));
+        // A task finishes only here: its coroutine returned or raised.
+        if fut.get().state() != State::Pending {
+            if let Some(l) = &fut.get().st.borrow().native {
+                l.get().metrics.tasks_finished.add(1);
+            }
+        }
         if enter {
             leave_task(py, &loop_, slf.as_any())?;
         }

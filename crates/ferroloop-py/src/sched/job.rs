@@ -104,19 +104,45 @@ impl Job {
 
     /// What a slow job is reported as.
     pub(crate) fn subject(&self, py: Python<'_>) -> Py<PyAny> {
+        self.subject_ref(py).subject(py)
+    }
+
+    /// A reference to what the job will be reported as, cheap to take (no
+    /// Python call, no allocation) before the job is consumed by running it,
+    /// for when the report is only made if the job turns out slow.
+    pub(crate) fn subject_ref(&self, py: Python<'_>) -> SubjectRef {
         match self {
-            Job::Handle(h) | Job::Io { handle: h, .. } => {
-                let h = h.bind(py);
-                let owner = h.get().inner.borrow().callback.as_ref().and_then(|cb| cb.bind(py).getattr("__self__").ok());
+            Job::Handle(h) | Job::Io { handle: h, .. } => SubjectRef::Handle(h.clone_ref(py)),
+            Job::Callback { cb, .. } => SubjectRef::Obj(cb.clone_ref(py)),
+            Job::Native { kind, target, arg, .. } => SubjectRef::Native(kind, target.clone_ref(py), *arg),
+        }
+    }
+}
+
+/// See [`Job::subject_ref`].
+pub(crate) enum SubjectRef {
+    Handle(Py<Handle>),
+    Obj(Py<PyAny>),
+    Native(&'static JobKind, Py<PyAny>, i32),
+}
+
+impl SubjectRef {
+    pub(crate) fn subject(self, py: Python<'_>) -> Py<PyAny> {
+        match self {
+            SubjectRef::Handle(h) => {
+                let hb = h.bind(py);
+                let owner = hb.get().inner.borrow().callback.as_ref().map(|cb| cb.clone_ref(py));
                 // asyncio's _format_handle shows the task a handle's bound
-                // method belongs to.
+                // method belongs to. (The callback is taken out of the
+                // borrow first: getattr can run Python code.)
+                let owner = owner.and_then(|cb| cb.bind(py).getattr("__self__").ok());
                 match owner {
                     Some(o) if o.is_instance(imports(py).task_class.bind(py)).unwrap_or(false) => o.unbind(),
-                    _ => h.clone().into_any().unbind(),
+                    _ => h.into_any(),
                 }
             }
-            Job::Callback { cb, .. } => cb.clone_ref(py),
-            Job::Native { kind, target, arg, .. } => (kind.subject)(target.bind(py), *arg),
+            SubjectRef::Obj(o) => o,
+            SubjectRef::Native(kind, target, arg) => (kind.subject)(target.bind(py), arg),
         }
     }
 }

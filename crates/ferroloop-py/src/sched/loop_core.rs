@@ -21,7 +21,8 @@
 
 use std::sync::atomic::Ordering;
 
-use ferroloop_engine::iteration::{due_window_end, plan_poll, sweep_cancelled, take_due};
+use ferroloop_engine::histogram::ns_between;
+use ferroloop_engine::iteration::{due_window_end, plan_poll, sweep_cancelled, take_due, PollPlan};
 use ferroloop_engine::{clock, ReadyQueue, TimerHeap};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
@@ -31,10 +32,13 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::runtime::gc::{traverse, Traverse};
 use crate::runtime::gil::GilCell;
+use crate::runtime::util::is_fatal;
 use crate::sched::handle::{make_handle, Handle, LoopLink, LOOP_LINK};
 pub(crate) use crate::sched::io::closed_error;
 use crate::sched::io::{fd_of, IoDriver};
 use crate::sched::job::Job;
+use crate::sched::metrics::Metrics;
+use crate::sched::watchdog::Watchdog;
 
 pub(crate) struct LoopState {
     pub(crate) ready: ReadyQueue<Job>,
@@ -63,6 +67,10 @@ pub struct LoopCore {
     clock_resolution: f64,
     /// The last context snapshot handed out (see contexts.rs).
     ctx_cache: GilCell<Option<Py<PyAny>>>,
+    /// loop.metrics(): counters written without a borrow (see metrics.rs).
+    pub(crate) metrics: Metrics,
+    /// set_watchdog(): the thread reporting a job that runs too long.
+    watchdog: Watchdog,
 }
 
 /// Installs what handles ask of their loop (see `handle::LoopLink`).
@@ -244,7 +252,6 @@ impl LoopCore {
     }
 
     pub(crate) fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
-        let py = slf.py();
         let this = slf.get();
         let loop_ = slf.as_any();
 
@@ -272,14 +279,30 @@ impl LoopCore {
         };
         drop(dead);
 
-        // 2. poll.
+        // 2. poll. The clock is read around it (not around a skipped one)
+        // for loop.metrics(); the first reading of an iteration also ends
+        // the previous one's run phase.
+        let t_poll = (!matches!(plan, PollPlan::Skip)).then(|| {
+            let t = clock::monotonic();
+            this.metrics.close(t);
+            t
+        });
         this.io.poll(loop_, plan, |job| this.st.borrow_mut().ready.push_back(job))?;
+        let t_run = clock::monotonic();
+        let poll_ns = match t_poll {
+            Some(t) => ns_between(t, t_run),
+            None => {
+                this.metrics.close(t_run);
+                0
+            }
+        };
 
-        // 3. due timers.
+        // 3. due timers (the reading after the poll is asyncio's `self.time()`
+        // there).
         {
             let mut st = this.st.borrow_mut();
             if !st.timers.is_empty() {
-                let end = due_window_end(clock::monotonic(), this.clock_resolution);
+                let end = due_window_end(t_run, this.clock_resolution);
                 let st = &mut *st;
                 take_due(&mut st.timers, end, |h| {
                     h.get().scheduled.store(false, Ordering::Relaxed);
@@ -293,6 +316,21 @@ impl LoopCore {
             let st = this.st.borrow();
             (st.ready.len(), st.debug)
         };
+        let mut ran = 0u64;
+        let r = Self::run_ready(slf, ntodo, debug, &mut ran);
+        this.metrics.open(t_run, poll_ns, ran);
+        r
+    }
+
+    /// Run the first `ntodo` ready jobs, counting those run in `ran` (also
+    /// when one fails: the iteration is recorded either way).
+    #[inline]
+    fn run_ready(slf: &Bound<'_, LoopCore>, ntodo: usize, debug: bool, ran: &mut u64) -> PyResult<()> {
+        let this = slf.get();
+        // Per-job timing costs two clock reads per job: only in debug mode
+        // (asyncio times every callback there), when switched on, or for
+        // the watchdog.
+        let timed = debug || this.metrics.timing() || this.watchdog.on();
         for _ in 0..ntodo {
             let job = {
                 let mut st = this.st.borrow_mut();
@@ -304,18 +342,66 @@ impl LoopCore {
             if job.is_cancelled() {
                 continue;
             }
-            if debug {
-                let subject = job.subject(py);
-                let t0 = clock::monotonic();
-                let r = Self::run_job(slf, job);
-                let dt = clock::monotonic() - t0;
-                let slow = this.st.borrow().slow_callback_duration;
-                if dt >= slow {
-                    slf.call_method1("_log_slow_callback", (subject, dt))?;
-                }
-                r?;
+            *ran += 1;
+            if timed {
+                Self::run_timed(slf, job, debug)?;
             } else {
                 Self::run_job(slf, job)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run one job with a clock read on each side: the duration goes to the
+    /// metrics, and in debug mode a slow one is logged.
+    fn run_timed(slf: &Bound<'_, LoopCore>, job: Job, debug: bool) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        // asyncio's slow-callback report names what the job was before it
+        // ran (a cancelled handle has lost its callback after).
+        let subject = if debug { Some(job.subject(py)) } else { None };
+        let who = job.subject_ref(py);
+        let watched = this.watchdog.on();
+        let t0 = clock::monotonic();
+        if watched {
+            this.watchdog.job_started(t0);
+        }
+        let r = Self::run_job(slf, job);
+        let dt = clock::monotonic() - t0;
+        if watched {
+            this.watchdog.job_done();
+        }
+        let ns = ns_between(0.0, dt);
+        let mut interrupted = None;
+        if this.metrics.timed_job(ns) {
+            let subject = match &subject {
+                Some(s) => s.clone_ref(py),
+                None => who.subject(py),
+            };
+            // Text, not the object: the record must not keep a task alive.
+            // A failure to describe it is not the program's error, but a
+            // KeyboardInterrupt arriving meanwhile must not be lost.
+            let what = match slf.call_method1("_describe_callback", (subject,)) {
+                Ok(t) => t.extract::<String>().unwrap_or_else(|_| "<callback>".into()),
+                Err(e) => {
+                    if is_fatal(py, &e) {
+                        interrupted = Some(e);
+                    }
+                    "<callback>".into()
+                }
+            };
+            this.metrics.set_longest(ns, what);
+        } else {
+            drop(who);
+        }
+        r?;
+        if let Some(e) = interrupted {
+            return Err(e);
+        }
+        if let Some(subject) = subject {
+            let slow = this.st.borrow().slow_callback_duration;
+            if dt >= slow {
+                slf.call_method1("_log_slow_callback", (subject, dt))?;
             }
         }
         Ok(())
@@ -365,6 +451,8 @@ impl LoopCore {
             io: IoDriver::new()?,
             clock_resolution: clock::resolution(),
             ctx_cache: GilCell::new(None),
+            metrics: Metrics::new(clock::monotonic()),
+            watchdog: Watchdog::new(),
         })
     }
 
@@ -570,6 +658,7 @@ impl LoopCore {
     /// Iterate until `stop()` is called. Setup and teardown (running-loop
     /// registration, async generator hooks) are done by `Loop.run_forever`.
     fn _run_forever_core(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().watchdog.start(slf.as_any())?;
         let r = loop {
             if let Err(e) = Self::run_once(slf) {
                 break Err(e);
@@ -579,15 +668,20 @@ impl LoopCore {
             }
         };
         slf.get().st.borrow_mut().stopping = false;
+        slf.get().metrics.close(clock::monotonic());
+        slf.get().watchdog.stop(slf.py());
         r
     }
 
     fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::run_once(slf)
+        let r = Self::run_once(slf);
+        slf.get().metrics.close(clock::monotonic());
+        r
     }
 
     /// Drop everything queued and mark the loop closed.
     fn _close_core(&self, py: Python<'_>) -> PyResult<()> {
+        self.watchdog.stop(py);
         let (ready, timers, factory) = {
             let mut st = self.st.borrow_mut();
             st.closed = true;
@@ -628,6 +722,44 @@ impl LoopCore {
 
     fn _write_to_self(&self) -> PyResult<()> {
         self.wake()
+    }
+
+    /// The counters behind `Loop.metrics()` (which builds the public object).
+    fn _metrics_snapshot(&self) -> crate::sched::metrics::Snapshot {
+        self.metrics.snapshot(self.debug())
+    }
+
+    fn _reset_metrics(&self) {
+        self.metrics.reset(clock::monotonic());
+    }
+
+    /// Per-callback timing besides debug mode (`Loop.set_metrics`).
+    #[getter]
+    fn _callback_timing(&self) -> bool {
+        self.metrics.timing()
+    }
+
+    fn _set_callback_timing(&self, on: bool) {
+        self.metrics.set_timing(on);
+    }
+
+    /// Report jobs running longer than `seconds` (None or <= 0: off), from
+    /// a thread that runs while the loop does (see watchdog.rs).
+    #[pyo3(signature = (seconds))]
+    fn _set_watchdog(slf: &Bound<'_, Self>, seconds: Option<f64>) -> PyResult<()> {
+        let this = slf.get();
+        this.watchdog.set_threshold(seconds);
+        if !this.watchdog.on() {
+            this.watchdog.stop(slf.py());
+        } else if this.running() {
+            this.watchdog.start(slf.as_any())?;
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn _watchdog(&self) -> Option<f64> {
+        self.watchdog.threshold()
     }
 
     #[getter]
