@@ -349,10 +349,12 @@ def enable(loop: "asyncio.AbstractEventLoop") -> "str | None":
     """Answer ``python -m ferroloop ps/pstree`` for ``loop`` (a ferroloop
     loop) until it closes. Returns the socket's path, or None if no private
     directory could be made for it."""
-    from ._loop import Loop
+    # The native core every ferroloop loop is built on: _loop imports this
+    # module (to enable it from the environment), so it is not imported back.
+    from ._ferroloop import LoopCore
 
     global _server
-    if not isinstance(loop, Loop):
+    if not isinstance(loop, LoopCore):
         raise TypeError(f"the inspector needs a ferroloop loop, not {type(loop).__name__}")
     if loop.is_closed():
         raise RuntimeError("Event loop is closed")
