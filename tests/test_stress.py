@@ -357,6 +357,17 @@ def test_cycle_unclosed_ferroloop_with_pending_callbacks_is_collected():
         assert _collected(ref)
 
 
+class _LoopOwner:
+    """Holds a loop; its bound method, scheduled on that loop, closes a
+    cycle through the loop's queue."""
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def method(self):
+        pass
+
+
 LOOP_FACTORIES = pytest.mark.parametrize("factory", [asyncio.new_event_loop, ferroloop.new_event_loop], ids=["asyncio", "ferroloop"])
 
 
@@ -370,13 +381,8 @@ def test_cycle_through_a_pending_handle_of_a_dropped_unclosed_loop_is_collected(
     # keeps stays tracked. Either way the cycle goes, as on asyncio.
     import warnings
 
-    class Obj:
-        def method(self):
-            pass
-
     lp = factory()
-    obj = Obj()
-    obj.loop = lp
+    obj = _LoopOwner(lp)
     if how == "call_later":
         h = lp.call_later(3600, obj.method)
     else:
@@ -423,13 +429,8 @@ def test_cycle_through_a_weakly_referenced_pending_handle_is_collected(factory):
     # handle must stay visible to the GC even though the queue holds it alone.
     import warnings
 
-    class Obj:
-        def method(self):
-            pass
-
     lp = factory()
-    obj = Obj()
-    obj.loop = lp
+    obj = _LoopOwner(lp)
     wr = weakref.ref(lp.call_soon(obj.method))
     lp.call_soon(print)
     obj.handle = wr()  # a strong reference again, from the weak one
