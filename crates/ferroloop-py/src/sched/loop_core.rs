@@ -255,29 +255,23 @@ impl LoopCore {
         let this = slf.get();
         let loop_ = slf.as_any();
 
-        // 0. the last handle handed out, before its queue entry can run.
-        let fresh = {
-            let mut st = this.st.borrow_mut();
-            let prev = st.fresh.take();
-            if let Some(p) = &prev {
-                Handle::untrack_if_sole(p, 1);
-            }
-            prev
-        };
-        drop(fresh);
-
-        // 1. cancelled timers, 2. the poll's plan.
-        let (plan, dead) = {
+        // 0. the last handle handed out, settled before its queue entry can
+        // run; 1. cancelled timers, 2. the poll's plan.
+        let (plan, dead, fresh) = {
             let mut st = this.st.borrow_mut();
             let st = &mut *st;
+            let fresh = st.fresh.take();
+            if let Some(p) = &fresh {
+                Handle::untrack_if_sole(p, 1);
+            }
             let dead = sweep_cancelled(&mut st.timers, &mut st.timer_cancelled, |h| h.get().is_cancelled());
             for h in &dead {
                 h.get().scheduled.store(false, Ordering::Relaxed);
             }
             let plan = plan_poll(!st.ready.is_empty(), st.stopping, st.timers.peek_when(), clock::monotonic, this.io.has_registrations());
-            (plan, dead)
+            (plan, dead, fresh)
         };
-        drop(dead);
+        drop((dead, fresh));
 
         // 2. poll. The clock is read around it (not around a skipped one)
         // for loop.metrics(); the first reading of an iteration also ends
