@@ -191,3 +191,51 @@ def test_server_close_clients_closes_accepted_transports(loop, method):
         await writer.wait_closed()
 
     loop.run_until_complete(main())
+
+
+
+def _current_task_conflict(new_loop, when):
+    """A task step meeting someone else's entry in asyncio's `_current_tasks`:
+    at its entry (`when="enter"`) or at its exit. Returns what the exception
+    handler and the dict showed."""
+    loop = new_loop()
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(repr(ctx.get("exception"))))
+    stranger = "stranger"
+
+    async def victim():
+        if when == "exit":
+            tasks._current_tasks[loop] = stranger
+        return 1
+
+    def squat():
+        tasks._current_tasks[loop] = stranger
+
+    def look():
+        seen.append(tasks._current_tasks.pop(loop, "absent"))
+        loop.stop()
+
+    try:
+        if when == "enter":
+            loop.call_soon(squat)
+        t = loop.create_task(victim(), name="victim")
+        loop.call_soon(look)
+        loop.run_forever()
+        state = t.done() and t.result()
+        if not t.done():
+            t.get_coro().close()
+        # A copy: the pending task, dropped later, logs its destruction.
+        return list(seen), state
+    finally:
+        tasks._current_tasks.pop(loop, None)
+        loop.close()
+
+
+@pytest.mark.parametrize("when", ["enter", "exit"])
+def test_a_step_meeting_another_current_task_fails_as_on_asyncio(when):
+    # ferroloop enters and leaves with one dict operation each (setdefault,
+    # pop) where asyncio uses two; the refusals, their messages and the
+    # entry left in the dict must be asyncio's.
+    expected = _current_task_conflict(asyncio.new_event_loop, when)
+    assert expected[0], "the scenario raised nothing on asyncio"
+    assert _current_task_conflict(ferroloop.new_event_loop, when) == expected

@@ -185,30 +185,87 @@ fn is_coroutine(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     imports(py).iscoroutine.bind(py).call1((obj,))?.is_truthy()
 }
 
+// Every step enters and leaves the task in asyncio's `_current_tasks` (that
+// is what `asyncio.current_task()` reads), so each costs one dict lookup
+// instead of asyncio's two: setdefault checks and stores at once, pop reads
+// and removes at once. The errors and the dict's contents are asyncio's.
 fn enter_task(py: Python<'_>, loop_: &Bound<'_, PyAny>, task: &Bound<'_, PyAny>) -> PyResult<()> {
     let current = imports(py).current_tasks.bind(py);
-    if let Some(other) = current.get_item(loop_)? {
-        return Err(PyRuntimeError::new_err(format!(
-            "Cannot enter into task {} while another task {} is being executed.",
-            task.repr()?,
-            other.repr()?
-        )));
+    let before = current.len();
+    // SAFETY: the dict, key and default are live objects for the call; the
+    // result is a borrowed reference to the stored value, turned into an
+    // owned one before any other code can change the dict.
+    let stored = unsafe { ffi::PyDict_SetDefault(current.as_ptr(), loop_.as_ptr(), task.as_ptr()) };
+    if stored.is_null() {
+        return Err(PyErr::fetch(py));
     }
-    current.set_item(loop_, task)
+    if current.len() > before {
+        return Ok(());
+    }
+    // SAFETY: non-null and borrowed from the dict, which is not touched
+    // between the call and here.
+    let other = unsafe { Bound::from_borrowed_ptr(py, stored) };
+    Err(PyRuntimeError::new_err(format!(
+        "Cannot enter into task {} while another task {} is being executed.",
+        task.repr()?,
+        other.repr()?
+    )))
+}
+
+/// Remove `key` from `dict`, returning its value if it was there.
+fn dict_pop<'py>(dict: &Bound<'py, PyDict>, key: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = dict.py();
+    #[cfg(Py_3_13)]
+    {
+        let mut out: *mut ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: live dict and key; on 1 `out` is a new reference.
+        match unsafe { ffi::PyDict_Pop(dict.as_ptr(), key.as_ptr(), &mut out) } {
+            r if r < 0 => Err(PyErr::fetch(py)),
+            0 => Ok(None),
+            // SAFETY: a new, non-null reference (see above).
+            _ => Ok(Some(unsafe { Bound::from_owned_ptr(py, out) })),
+        }
+    }
+    #[cfg(not(Py_3_13))]
+    {
+        extern "C" {
+            // Exported by 3.11 and 3.12 (Include/cpython/dictobject.h);
+            // replaced by the public PyDict_Pop in 3.13.
+            fn _PyDict_Pop(dict: *mut ffi::PyObject, key: *mut ffi::PyObject, deflt: *mut ffi::PyObject) -> *mut ffi::PyObject;
+        }
+        let before = dict.len();
+        // SAFETY: live dict, key and default (None, borrowed for the call);
+        // the result is a new reference or null with an exception set.
+        let out = unsafe { _PyDict_Pop(dict.as_ptr(), key.as_ptr(), ffi::Py_None()) };
+        if out.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: a new, non-null reference.
+        let v = unsafe { Bound::from_owned_ptr(py, out) };
+        // The length tells a stored None from the default.
+        Ok((dict.len() < before).then_some(v))
+    }
 }
 
 fn leave_task(py: Python<'_>, loop_: &Bound<'_, PyAny>, task: &Bound<'_, PyAny>) -> PyResult<()> {
     let current = imports(py).current_tasks.bind(py);
-    match current.get_item(loop_)? {
-        Some(t) if t.is(task) => current.del_item(loop_),
-        other => Err(PyRuntimeError::new_err(format!(
-            "Leaving task {} does not match the current task {}.",
-            task.repr()?,
-            match other {
-                Some(o) => o.repr()?.to_string(),
-                None => "None".to_owned(),
+    let popped = dict_pop(current, loop_)?;
+    match popped {
+        Some(t) if t.is(task) => Ok(()),
+        other => {
+            // asyncio leaves the dict as it found it when it refuses.
+            if let Some(o) = &other {
+                current.set_item(loop_, o)?;
             }
-        ))),
+            Err(PyRuntimeError::new_err(format!(
+                "Leaving task {} does not match the current task {}.",
+                task.repr()?,
+                match other {
+                    Some(o) => o.repr()?.to_string(),
+                    None => "None".to_owned(),
+                }
+            )))
+        }
     }
 }
 
