@@ -652,6 +652,48 @@ def test_contextvars_in_callbacks(loop):
     assert sorted(seen) == [("later", "at-schedule"), ("soon", "at-schedule")]
 
 
+def test_callbacks_snapshot_the_context_they_were_scheduled_in(loop):
+    # ferroloop reuses one snapshot while the current context's contents
+    # stay the same, reading the current context in place; switching
+    # contexts or setting a variable between calls must still give each
+    # callback what was current at its call_soon, and isolate them.
+    var = contextvars.ContextVar("var", default="default")
+    seen = []
+
+    def cb(tag):
+        seen.append((tag, var.get()))
+        var.set("written by " + tag)
+
+    other = contextvars.copy_context()
+    other.run(var.set, "other")
+    loop.call_soon(cb, "a")
+    loop.call_soon(cb, "b")
+    other.run(loop.call_soon, cb, "in-other")
+    loop.call_soon(cb, "c")
+    var.set("changed")
+    loop.call_soon(cb, "d")
+    contextvars.Context().run(loop.call_soon, cb, "in-empty")
+    loop.call_soon(cb, "e")
+    try:
+        run_soon_then_stop(loop)
+    finally:
+        var.set("default")
+    assert seen == [
+        ("a", "default"), ("b", "default"), ("in-other", "other"), ("c", "default"),
+        ("d", "changed"), ("in-empty", "default"), ("e", "changed"),
+    ]
+    assert other[var] == "other"
+
+
+@pytest.mark.skipif(sys.version_info[:2] not in ((3, 11), (3, 12), (3, 13)), reason="offset known for 3.11-3.13 only")
+def test_the_current_context_is_read_in_place():
+    # Without the verified thread-state offset every callback copies the
+    # context again (correct, but an allocation per call_soon).
+    from ferroloop import _ferroloop
+
+    assert _ferroloop._context_read_in_place()
+
+
 @pytest.mark.parametrize("method", ["call_soon", "call_later", "call_at", "call_soon_threadsafe", "add_done_callback"])
 def test_explicit_context_honoured(loop, method):
     var = contextvars.ContextVar("var", default="default")

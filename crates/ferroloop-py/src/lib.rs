@@ -37,6 +37,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::registry::_enable_task_registry, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::registry::_live_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::contexts::_run_in_context, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::contexts::_context_read_in_place, m)?)?;
     m.add_function(wrap_pyfunction!(aio::slots::_finalizer_guard_selftest, m)?)?;
     m.add_function(wrap_pyfunction!(net::tls::_tls_buffer_updated, m)?)?;
     m.add_function(wrap_pyfunction!(net::tls::_tls_get_buffer, m)?)?;

@@ -1028,13 +1028,32 @@ pub(crate) unsafe extern "C" fn future_iternext(obj: *mut ffi::PyObject) -> *mut
         Ok(SendOutcome::Yield(v)) => v.into_ptr(),
         Ok(SendOutcome::Return(v)) => {
             if !v.is_none() {
-                PyStopIteration::new_err((v.unbind(),)).restore(py);
+                raise_stop_iteration(&v);
             }
             std::ptr::null_mut()
         }
         Err(e) => {
             e.restore(py);
             std::ptr::null_mut()
+        }
+    }
+}
+
+/// Raise `StopIteration(value)`, as a generator's return does. From 3.12 on
+/// every `await` of a future with a result other than None ends here
+/// (SEND calls `tp_iternext`), so the instance is made with one call instead
+/// of through a lazy `PyErr` (a boxed closure, an argument tuple, then the
+/// same call). One argument, never unpacked: a tuple result stays a tuple.
+fn raise_stop_iteration(value: &Bound<'_, PyAny>) {
+    // SAFETY: the GIL is held (a Bound proves it); PyExc_StopIteration is a
+    // static type object; `value` is live for the call.
+    unsafe {
+        let exc = ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, value.as_ptr());
+        if !exc.is_null() {
+            // Sets the instance itself (with asyncio's implicit __context__),
+            // taking its own reference.
+            ffi::PyErr_SetObject(ffi::PyExc_StopIteration, exc);
+            ffi::Py_DECREF(exc);
         }
     }
 }

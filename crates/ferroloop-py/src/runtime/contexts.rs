@@ -16,8 +16,14 @@
 //! CPython's `PyContext` (unchanged since 3.7). [`verify_layout`] checks
 //! the layout against real behaviour at import; if it does not hold,
 //! sharing stays off and every handle gets its own copy, as asyncio does.
+//!
+//! Comparing needs the current context's HAMT. Copying the context to read
+//! it (an allocation and a free per callback) is avoided by reading the
+//! thread state's `context` field, at the offset each supported version's
+//! headers give; [`verify_layout`] checks that offset by entering contexts
+//! and seeing the field follow, and without it the copy is taken.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -35,6 +41,70 @@ struct PyContextLayout {
 }
 
 static SHARING: AtomicBool = AtomicBool::new(false);
+
+/// `offsetof(PyThreadState, context)` once verified, else 0.
+static TSTATE_CONTEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// `offsetof(PyThreadState, context)` in Include/cpython/pystate.h of each
+/// supported minor version (x86-64 and aarch64 alike: pointers and ints
+/// only before it). Another version copies the context instead.
+fn tstate_context_offset(minor: u8) -> Option<usize> {
+    match minor {
+        11 => Some(224),
+        12 | 13 => Some(208),
+        _ => None,
+    }
+}
+
+/// The word at `off` bytes into the current thread state.
+fn tstate_word(off: usize) -> *mut ffi::PyObject {
+    // SAFETY: we hold the GIL, so the thread state is live; `off` is the
+    // offset of a pointer field inside PyThreadState for this version
+    // (only ever a value from tstate_context_offset, below its size), so
+    // the read stays inside the struct. The word is not dereferenced here.
+    unsafe {
+        let ts = ffi::PyThreadState_Get() as *const u8;
+        *(ts.add(off) as *const *mut ffi::PyObject)
+    }
+}
+
+/// The HAMT of the thread's current context, without copying it; None when
+/// it cannot be read (no verified offset, or no context yet).
+fn current_vars() -> Option<*mut ffi::PyObject> {
+    let off = TSTATE_CONTEXT.load(Ordering::Relaxed);
+    if off == 0 {
+        return None;
+    }
+    let ctx = tstate_word(off);
+    if ctx.is_null() {
+        return None;
+    }
+    // SAFETY: verify_layout saw this field hold the entered Context, and
+    // CPython only ever stores an exact Context there (PyContext_Enter,
+    // context_get), whose layout is verified too.
+    Some(unsafe { (*(ctx as *const PyContextLayout)).ctx_vars })
+}
+
+/// Does the field at `off` follow PyContext_Enter/Exit? Only compares
+/// the word with known pointers, never dereferences it.
+fn verify_tstate_context(py: Python<'_>, off: usize) -> PyResult<bool> {
+    let new_ctx = || -> PyResult<Bound<'_, PyAny>> { py.import("contextvars")?.getattr("Context")?.call0() };
+    let (a, b) = (new_ctx()?, new_ctx()?);
+    let mut ok = true;
+    for c in [&a, &b] {
+        // SAFETY: `c` is a fresh, never-entered Context.
+        if unsafe { ffi::PyContext_Enter(c.as_ptr()) } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        ok &= tstate_word(off) == c.as_ptr();
+        // SAFETY: `c` is the context entered just above.
+        if unsafe { ffi::PyContext_Exit(c.as_ptr()) } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        ok &= tstate_word(off) != c.as_ptr();
+    }
+    Ok(ok)
+}
 
 fn vars_of(ctx: &Bound<'_, PyAny>) -> *mut ffi::PyObject {
     // SAFETY: only called on exact contextvars.Context objects (checked by
@@ -61,8 +131,21 @@ pub(crate) fn verify_layout(py: Python<'_>) -> PyResult<()> {
         let c = copy_context(py)?.into_bound(py);
         Ok(vars_of(&a) != vars_of(&b) && vars_of(&b) == vars_of(&c) && !vars_of(&a).is_null())
     };
-    SHARING.store(check()?, Ordering::Relaxed);
+    let sharing = check()?;
+    SHARING.store(sharing, Ordering::Relaxed);
+    let minor = py.version_info().minor;
+    if let Some(off) = tstate_context_offset(minor).filter(|_| sharing) {
+        if verify_tstate_context(py, off)? {
+            TSTATE_CONTEXT.store(off, Ordering::Relaxed);
+        }
+    }
     Ok(())
+}
+
+/// Whether the current context is read in place (for the tests).
+#[pyfunction]
+pub(crate) fn _context_read_in_place() -> bool {
+    TSTATE_CONTEXT.load(Ordering::Relaxed) != 0
 }
 
 pub(crate) fn sharing_enabled() -> bool {
@@ -72,6 +155,12 @@ pub(crate) fn sharing_enabled() -> bool {
 /// A snapshot of the current context for a callback: `(context, shared)`.
 /// `cache` is the loop's last snapshot.
 pub(crate) fn snapshot(py: Python<'_>, cache: &crate::runtime::gil::GilCell<Option<Py<PyAny>>>) -> PyResult<(Py<PyAny>, bool)> {
+    if let Some(vars) = current_vars() {
+        let c = cache.borrow();
+        if let Some(s) = c.as_ref().filter(|s| vars_of(s.bind(py)) == vars) {
+            return Ok((s.clone_ref(py), true));
+        }
+    }
     let cur = copy_context(py)?;
     if !sharing_enabled() {
         return Ok((cur, false));
