@@ -1145,3 +1145,61 @@ def test_remove_done_callback_reentrant_counts_as_asyncio(action, n_before, n_af
             lp.close()
 
     assert run(ferroloop.new_event_loop) == run(asyncio.new_event_loop)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda lp, c: lp.create_task(),
+        lambda lp, c: lp.create_task(c, 1),
+        lambda lp, c: lp.create_task(c, coro=c),
+        lambda lp, c: lp.create_task(c, 1, 2, name="x"),
+        lambda lp, c: lp.create_task(**{"name": "x"}),
+        lambda lp, c: lp.create_task(c, 1, coro=c),
+        lambda lp, c: lp.create_task(c, 1, name="x", context=None),
+    ],
+    ids=["no-coro", "extra-positional", "coro-twice", "two-extra", "name-only", "twice-and-extra", "extra-and-two-keywords"],
+)
+def test_create_task_argument_errors_are_asyncios(call):
+    # create_task has its own fastcall entry point (aio/fastcall.rs), whose
+    # argument errors must read as asyncio's Python method's do.
+    outcomes = []
+    for new_loop in (asyncio.new_event_loop, ferroloop.new_event_loop):
+        lp = new_loop()
+
+        async def c():
+            pass
+
+        coro = c()
+        try:
+            with pytest.raises(TypeError) as ei:
+                call(lp, coro)
+            outcomes.append(str(ei.value))
+        finally:
+            coro.close()
+            lp.close()
+    assert outcomes[1] == outcomes[0]
+
+
+def test_create_task_keywords_reach_the_task():
+    # The fastcall entry point sorts name/context/eager_start from the
+    # keyword names CPython hands it.
+    import contextvars
+
+    lp = ferroloop.new_event_loop()
+    try:
+        var = contextvars.ContextVar("v")
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "in ctx")
+
+        async def c():
+            return var.get("unset")
+
+        t = lp.create_task(c(), context=ctx, name="named")
+        assert t.get_name() == "named"
+        assert lp.run_until_complete(t) == "in ctx"
+        t = lp.create_task(coro=c(), name=None)
+        assert t.get_name().startswith("Task-")
+        assert lp.run_until_complete(t) == "unset"
+    finally:
+        lp.close()

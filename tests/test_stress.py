@@ -1069,3 +1069,53 @@ def test_a_pending_task_costs_the_collector_two_objects():
     finally:
         loop.close()
     assert grown == {"Task": n, "coroutine": n}
+
+
+_COLLECT_DURING_ALLOCATION = r"""
+import asyncio, gc, sys
+import ferroloop
+
+class MyTask(asyncio.Task):
+    pass
+
+class MyFuture(asyncio.Future):
+    pass
+
+async def leaf(i):
+    await asyncio.sleep(0)
+    return i
+
+async def main():
+    loop = asyncio.get_running_loop()
+    total = 0
+    for i in range(300):
+        f = loop.create_future()
+        loop.call_soon(f.set_result, i)
+        total += await f
+        total += await loop.create_task(leaf(i))
+        total += await ferroloop.Task(leaf(i), loop=loop)
+        total += await MyTask(leaf(i), loop=loop)
+        mf = MyFuture(loop=loop)
+        loop.call_later(0, mf.set_result, i)
+        total += await mf
+        total += sum(await asyncio.gather(leaf(i), leaf(i)))
+    return total
+
+# A collection at every tracked allocation: it runs while PyO3 is between
+# allocating an object (already tracked, its Rust fields still zeroed) and
+# writing its contents, and must find nothing there to misread.
+gc.set_threshold(1, 1, 1)
+n = ferroloop.run(main())
+gc.set_threshold(700, 10, 10)
+assert n == 7 * sum(range(300)), n
+print("ok")
+"""
+
+
+def test_a_collection_during_any_allocation_finds_nothing_to_misread():
+    # In a child process, so that a crash is a failed test with its output,
+    # not a lost test run.
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _COLLECT_DURING_ALLOCATION], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stdout[-2000:], proc.stderr[-4000:])

@@ -44,5 +44,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(net::tls::_tls_write, m)?)?;
     m.add_function(wrap_pyfunction!(net::tls::_register_tls_protocol, m)?)?;
     aio::slots::patch_types(py);
+    aio::fastcall::install(py)?;
     Ok(())
 }

@@ -887,7 +887,7 @@ impl Task {
 #[pymethods]
 impl LoopCore {
     #[pyo3(signature = (coro, *, name = None, context = None, eager_start = None, **kwargs))]
-    fn create_task<'py>(
+    pub(crate) fn create_task<'py>(
         slf: &Bound<'py, Self>,
         coro: &Bound<'py, PyAny>,
         name: Option<Bound<'py, PyAny>>,
