@@ -29,6 +29,8 @@ struct Names {
     shutdown: Py<PyAny>,
     again_errors: Py<PyAny>,
     ssl_object: Py<PyAny>,
+    /// `ssl.SSLObject` has no class attribute `_sslobj`.
+    inner_in_dict: bool,
 }
 
 static NAMES: PyOnceLock<Names> = PyOnceLock::new();
@@ -37,13 +39,19 @@ fn names(py: Python<'_>) -> PyResult<&'static Names> {
     NAMES.get_or_try_init(py, || -> PyResult<_> {
         let m = py.import("asyncio.sslproto")?;
         let st = m.getattr("SSLProtocolState")?;
+        let inner_in_dict;
         Ok(Names {
             wrapped: st.getattr("WRAPPED")?.unbind(),
             do_handshake: st.getattr("DO_HANDSHAKE")?.unbind(),
             flushing: st.getattr("FLUSHING")?.unbind(),
             shutdown: st.getattr("SHUTDOWN")?.unbind(),
             again_errors: m.getattr("SSLAgainErrors")?.unbind(),
-            ssl_object: py.import("ssl")?.getattr("SSLObject")?.unbind(),
+            ssl_object: {
+                let cls = py.import("ssl")?.getattr("SSLObject")?;
+                inner_in_dict = !cls.hasattr("_sslobj")?;
+                cls.unbind()
+            },
+            inner_in_dict,
         })
     })
 }
@@ -60,7 +68,7 @@ macro_rules! attr {
 /// `sslobject_class`) keeps its own methods.
 fn ssl_engine<'py>(sslobj: Bound<'py, PyAny>, n: &Names) -> PyResult<Bound<'py, PyAny>> {
     if sslobj.get_type().is(n.ssl_object.bind(sslobj.py())) {
-        if let Ok(inner) = attr!(sslobj, "_sslobj") {
+        if let Ok(inner) = instance_attr(&sslobj, pyo3::intern!(sslobj.py(), "_sslobj"), n.inner_in_dict) {
             return Ok(inner);
         }
     }
@@ -84,13 +92,19 @@ static FIELDS_IN_DICT: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 
 /// `getattr(proto, name)` for a name of [`FIELDS`].
 fn field<'py>(proto: &Bound<'py, PyAny>, name: &Bound<'py, pyo3::types::PyString>) -> PyResult<Bound<'py, PyAny>> {
-    let py = proto.py();
-    if FIELDS_IN_DICT.load(std::sync::atomic::Ordering::Relaxed) {
+    instance_attr(proto, name, FIELDS_IN_DICT.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// `getattr(obj, name)`, from the instance dict first when `in_dict` (the
+/// caller knows the class has no attribute of that name).
+fn instance_attr<'py>(obj: &Bound<'py, PyAny>, name: &Bound<'py, pyo3::types::PyString>, in_dict: bool) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    if in_dict {
         // The dict is fetched each time: Python code run in between may have
-        // replaced `proto.__dict__`.
-        // SAFETY: `proto` is a live object; a NULL result (no dict, or an
+        // replaced `obj.__dict__`.
+        // SAFETY: `obj` is a live object; a NULL result (no dict, or an
         // error) is handled by the fallback below.
-        let dict = unsafe { Bound::from_owned_ptr_or_opt(py, pyo3::ffi::PyObject_GenericGetDict(proto.as_ptr(), std::ptr::null_mut())) };
+        let dict = unsafe { Bound::from_owned_ptr_or_opt(py, pyo3::ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut())) };
         match dict {
             Some(d) => {
                 if let Some(v) = d.cast_into::<pyo3::types::PyDict>().ok().and_then(|d| d.get_item(name).ok().flatten()) {
@@ -100,7 +114,7 @@ fn field<'py>(proto: &Bound<'py, PyAny>, name: &Bound<'py, pyo3::types::PyString
             None => drop(PyErr::take(py)),
         }
     }
-    proto.getattr(name)
+    obj.getattr(name)
 }
 
 macro_rules! field {
@@ -251,16 +265,26 @@ pub(crate) fn is_tls_protocol(protocol: &Bound<'_, PyAny>) -> bool {
 
 /// Records up to this size are handed to the incoming BIO as a bytes copy
 /// rather than a memoryview slice (a GC-tracked object per record).
-const COPY_MAX: usize = 16 * 1024;
+pub(crate) const COPY_MAX: usize = 16 * 1024;
 
 /// `SSLProtocol.buffer_updated(nbytes)`.
 #[pyfunction]
 pub(crate) fn _tls_buffer_updated(proto: &Bound<'_, PyAny>, nbytes: usize) -> PyResult<()> {
+    buffer_updated(proto, nbytes, None)
+}
+
+/// The first `nbytes` of the buffer `get_buffer()` returned hold received
+/// bytes; `copy` is them as a bytes object when the caller still had the
+/// buffer at hand (the native transport), else they are taken from the
+/// protocol's buffer view.
+pub(crate) fn buffer_updated<'py>(proto: &Bound<'py, PyAny>, nbytes: usize, copy: Option<Bound<'py, PyBytes>>) -> PyResult<()> {
     let py = proto.py();
     let n = names(py)?;
-    let view = field!(proto, "_ssl_buffer_view")?;
     let incoming = field!(proto, "_incoming")?;
-    let copied = if nbytes <= COPY_MAX {
+    let copied = if copy.is_some() {
+        copy
+    } else if nbytes <= COPY_MAX {
+        let view = field!(proto, "_ssl_buffer_view")?;
         pyo3::buffer::PyBuffer::<u8>::get(&view)
             .ok()
             .filter(|pb| pb.is_c_contiguous() && pb.item_count() >= nbytes)
@@ -275,7 +299,10 @@ pub(crate) fn _tls_buffer_updated(proto: &Bound<'_, PyAny>, nbytes: usize) -> Py
     };
     match copied {
         Some(b) => incoming.call_method1(pyo3::intern!(py, "write"), (b,))?,
-        None => incoming.call_method1(pyo3::intern!(py, "write"), (view.get_item(PySlice::new(py, 0, nbytes as isize, 1))?,))?,
+        None => {
+            let view = field!(proto, "_ssl_buffer_view")?;
+            incoming.call_method1(pyo3::intern!(py, "write"), (view.get_item(PySlice::new(py, 0, nbytes as isize, 1))?,))?
+        }
     };
     let state = field!(proto, "_state")?;
     if state.is(n.wrapped.bind(py)) {
