@@ -193,3 +193,57 @@ def test_start_tls_both_sides(loop, tls_files):  # noqa: F811
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_sslobject_class_methods_are_called(loop, tls_files):  # noqa: F811
+    """A context's ``sslobject_class`` keeps its own ``read``/``write`` (the
+    native record path calls the ``_ssl`` object of a plain ``SSLObject``
+    directly, never a subclass's)."""
+    import ssl
+
+    calls = {"read": 0, "write": 0}
+
+    class Counting(ssl.SSLObject):
+        def read(self, *args, **kwargs):
+            calls["read"] += 1
+            return super().read(*args, **kwargs)
+
+        def write(self, data):
+            calls["write"] += 1
+            return super().write(data)
+
+    class Echo(Collect):
+        def data_received(self, data):
+            super().data_received(data)
+            self.transport.write(data.upper())
+
+    async def main():
+        ctx = server_context(tls_files)
+        ctx.sslobject_class = Counting
+        made = loop.create_future()
+
+        def factory():
+            p = Echo()
+            made.set_result(p)
+            return p
+
+        server = await loop.create_server(factory, HOST, 0, ssl=ctx)
+        tr, cp = await loop.create_connection(
+            Collect, HOST, port_of(server), ssl=trusting_client_context(tls_files),
+            server_hostname="localhost",
+        )
+        sp = await made
+        await _wait(lambda: hasattr(sp, "transport"))
+        before = dict(calls)
+        for i in range(5):
+            tr.write(b"ping %d;" % i)
+            await _wait(lambda: cp.data.endswith(b"PING %d;" % i))
+        assert bytes(sp.data) == b"".join(b"ping %d;" % i for i in range(5))
+        assert calls["read"] - before["read"] >= 5
+        assert calls["write"] - before["write"] == 5
+        tr.close()
+        await asyncio.wait_for(cp.lost, 10)
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())

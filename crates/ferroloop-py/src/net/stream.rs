@@ -245,6 +245,13 @@ impl TransportCore {
         // SAFETY: the buffer is writable and C-contiguous with `cap` bytes,
         // and stays exported (held by `pb`) for the duration of recv.
         let n = unsafe { libc::recv(this.fd, pb.buf_ptr().cast(), cap, 0) };
+        // A TLS record is copied out for the incoming BIO while the buffer
+        // is still held, rather than looked up again through the protocol.
+        let tls_copy = (tls && n > 0 && n as usize <= crate::net::tls::COPY_MAX).then(|| {
+            // SAFETY: recv() initialised the first `n` bytes of the buffer,
+            // still exported by `pb`.
+            PyBytes::new(py, unsafe { std::slice::from_raw_parts(pb.buf_ptr() as *const u8, n as usize) })
+        });
         drop(pb);
         if n < 0 {
             let e = last_os_error();
@@ -257,7 +264,7 @@ impl TransportCore {
             return Self::on_eof(slf, protocol);
         }
         let updated = if tls {
-            crate::net::tls::_tls_buffer_updated(protocol, n as usize)
+            crate::net::tls::buffer_updated(protocol, n as usize, tls_copy)
         } else {
             protocol.call_method1(pyo3::intern!(py, "buffer_updated"), (n,)).map(drop)
         };

@@ -28,6 +28,9 @@ struct Names {
     flushing: Py<PyAny>,
     shutdown: Py<PyAny>,
     again_errors: Py<PyAny>,
+    ssl_object: Py<PyAny>,
+    /// `ssl.SSLObject` has no class attribute `_sslobj`.
+    inner_in_dict: bool,
 }
 
 static NAMES: PyOnceLock<Names> = PyOnceLock::new();
@@ -36,12 +39,19 @@ fn names(py: Python<'_>) -> PyResult<&'static Names> {
     NAMES.get_or_try_init(py, || -> PyResult<_> {
         let m = py.import("asyncio.sslproto")?;
         let st = m.getattr("SSLProtocolState")?;
+        let inner_in_dict;
         Ok(Names {
             wrapped: st.getattr("WRAPPED")?.unbind(),
             do_handshake: st.getattr("DO_HANDSHAKE")?.unbind(),
             flushing: st.getattr("FLUSHING")?.unbind(),
             shutdown: st.getattr("SHUTDOWN")?.unbind(),
             again_errors: m.getattr("SSLAgainErrors")?.unbind(),
+            ssl_object: {
+                let cls = py.import("ssl")?.getattr("SSLObject")?;
+                inner_in_dict = !cls.hasattr("_sslobj")?;
+                cls.unbind()
+            },
+            inner_in_dict,
         })
     })
 }
@@ -49,6 +59,67 @@ fn names(py: Python<'_>) -> PyResult<&'static Names> {
 macro_rules! attr {
     ($obj:expr, $name:literal) => {
         $obj.getattr(pyo3::intern!($obj.py(), $name))
+    };
+}
+
+/// The object whose `read`/`write`/`pending` do the work: for an
+/// `ssl.SSLObject` itself, the `_ssl._SSLSocket` its methods forward to
+/// unchanged (one Python frame less per call); a subclass (a context's
+/// `sslobject_class`) keeps its own methods.
+fn ssl_engine<'py>(sslobj: Bound<'py, PyAny>, n: &Names) -> PyResult<Bound<'py, PyAny>> {
+    if sslobj.get_type().is(n.ssl_object.bind(sslobj.py())) {
+        if let Ok(inner) = instance_attr(&sslobj, pyo3::intern!(sslobj.py(), "_sslobj"), n.inner_in_dict) {
+            return Ok(inner);
+        }
+    }
+    Ok(sslobj)
+}
+
+/// The instance attributes of the TLS protocol the record path reads. Read
+/// from the instance `__dict__` (asyncio's `SSLProtocol` sets them all in
+/// `__init__`): a generic `getattr` first searches the class's MRO for a data
+/// descriptor, about three times the cost, and these are some forty lookups
+/// per echoed record. `_register_tls_protocol` checks that the class defines
+/// none of these names; if it does, every read is a plain `getattr`.
+const FIELDS: &[&str] = &[
+    "_ssl_buffer", "_ssl_buffer_view", "_incoming", "_outgoing", "_state", "_sslobj", "_transport",
+    "_app_protocol", "_app_protocol_is_buffer", "_app_reading_paused", "_app_writing_paused",
+    "_ssl_reading_paused", "_ssl_writing_paused", "_write_backlog", "_write_buffer_size",
+    "_incoming_low_water", "_incoming_high_water", "_outgoing_low_water", "_outgoing_high_water",
+];
+
+static FIELDS_IN_DICT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `getattr(proto, name)` for a name of [`FIELDS`].
+fn field<'py>(proto: &Bound<'py, PyAny>, name: &Bound<'py, pyo3::types::PyString>) -> PyResult<Bound<'py, PyAny>> {
+    instance_attr(proto, name, FIELDS_IN_DICT.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// `getattr(obj, name)`, from the instance dict first when `in_dict` (the
+/// caller knows the class has no attribute of that name).
+fn instance_attr<'py>(obj: &Bound<'py, PyAny>, name: &Bound<'py, pyo3::types::PyString>, in_dict: bool) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    if in_dict {
+        // The dict is fetched each time: Python code run in between may have
+        // replaced `obj.__dict__`.
+        // SAFETY: `obj` is a live object; a NULL result (no dict, or an
+        // error) is handled by the fallback below.
+        let dict = unsafe { Bound::from_owned_ptr_or_opt(py, pyo3::ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut())) };
+        match dict {
+            Some(d) => {
+                if let Some(v) = d.cast_into::<pyo3::types::PyDict>().ok().and_then(|d| d.get_item(name).ok().flatten()) {
+                    return Ok(v);
+                }
+            }
+            None => drop(PyErr::take(py)),
+        }
+    }
+    obj.getattr(name)
+}
+
+macro_rules! field {
+    ($obj:expr, $name:literal) => {
+        field(&$obj, pyo3::intern!($obj.py(), $name))
     };
 }
 
@@ -81,10 +152,10 @@ fn crosses_water_mark(
     low: &Bound<'_, pyo3::types::PyString>,
     high: &Bound<'_, pyo3::types::PyString>,
 ) -> PyResult<bool> {
-    Ok(if proto.getattr(paused)?.is_truthy()? {
-        size <= proto.getattr(low)?.extract::<usize>()?
+    Ok(if field(proto, paused)?.is_truthy()? {
+        size <= field(proto, low)?.extract::<usize>()?
     } else {
-        size >= proto.getattr(high)?.extract::<usize>()?
+        size >= field(proto, high)?.extract::<usize>()?
     })
 }
 
@@ -92,14 +163,17 @@ fn crosses_water_mark(
 /// called when the application's writing state must change.
 fn process_outgoing(proto: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = proto.py();
-    let outgoing = attr!(proto, "_outgoing")?;
-    if !attr!(proto, "_ssl_writing_paused")?.is_truthy()? {
+    let outgoing = field!(proto, "_outgoing")?;
+    let mut pending: usize = attr!(outgoing, "pending")?.extract()?;
+    // An empty BIO reads as b"", which asyncio does not write: skip the call.
+    if pending > 0 && !field!(proto, "_ssl_writing_paused")?.is_truthy()? {
         let data = outgoing.call_method0(pyo3::intern!(py, "read"))?;
         if data.len()? > 0 {
-            attr!(proto, "_transport")?.call_method1(pyo3::intern!(py, "write"), (data,))?;
+            field!(proto, "_transport")?.call_method1(pyo3::intern!(py, "write"), (data,))?;
         }
+        pending = attr!(outgoing, "pending")?.extract()?;
     }
-    let size: usize = attr!(outgoing, "pending")?.extract::<usize>()? + attr!(proto, "_write_buffer_size")?.extract::<usize>()?;
+    let size: usize = pending + field!(proto, "_write_buffer_size")?.extract::<usize>()?;
     if crosses_water_mark(proto, size, pyo3::intern!(py, "_app_writing_paused"), pyo3::intern!(py, "_outgoing_low_water"), pyo3::intern!(py, "_outgoing_high_water"))? {
         proto.call_method0(pyo3::intern!(py, "_control_app_writing"))?;
     }
@@ -109,7 +183,7 @@ fn process_outgoing(proto: &Bound<'_, PyAny>) -> PyResult<()> {
 /// `_control_ssl_reading`, calling the Python method only on a transition.
 fn control_ssl_reading(proto: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = proto.py();
-    let size: usize = attr!(attr!(proto, "_incoming")?, "pending")?.extract()?;
+    let size: usize = attr!(field!(proto, "_incoming")?, "pending")?.extract()?;
     if crosses_water_mark(proto, size, pyo3::intern!(py, "_ssl_reading_paused"), pyo3::intern!(py, "_incoming_low_water"), pyo3::intern!(py, "_incoming_high_water"))? {
         proto.call_method0(pyo3::intern!(py, "_control_ssl_reading"))?;
     }
@@ -120,9 +194,9 @@ fn control_ssl_reading(proto: &Bound<'_, PyAny>) -> PyResult<()> {
 /// (the caller checked both), in the WRAPPED state.
 fn read_wrapped(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
     let py = proto.py();
-    let sslobj = attr!(proto, "_sslobj")?;
+    let sslobj = ssl_engine(field!(proto, "_sslobj")?, n)?;
     let max_size = attr!(proto, "max_size")?;
-    let incoming = attr!(proto, "_incoming")?;
+    let incoming = field!(proto, "_incoming")?;
     let mut chunks: Vec<Bound<'_, PyAny>> = Vec::new();
     let mut close_notify = false;
     loop {
@@ -153,13 +227,13 @@ fn read_wrapped(proto: &Bound<'_, PyAny>, n: &Names) -> PyResult<()> {
         } else {
             PyBytes::new(py, b"").call_method1(pyo3::intern!(py, "join"), (PyList::new(py, chunks)?,))?
         };
-        attr!(proto, "_app_protocol")?.call_method1(pyo3::intern!(py, "data_received"), (data,))?;
+        field!(proto, "_app_protocol")?.call_method1(pyo3::intern!(py, "data_received"), (data,))?;
     }
     if close_notify {
         proto.call_method0(pyo3::intern!(py, "_call_eof_received"))?;
         proto.call_method0(pyo3::intern!(py, "_start_shutdown"))?;
     }
-    if attr!(proto, "_write_backlog")?.is_truthy()? {
+    if field!(proto, "_write_backlog")?.is_truthy()? {
         proto.call_method0(pyo3::intern!(py, "_do_write"))?;
     } else {
         process_outgoing(proto)?;
@@ -175,6 +249,11 @@ static TLS_PROTOCOL_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 #[pyfunction]
 pub(crate) fn _register_tls_protocol(cls: Bound<'_, PyType>) -> PyResult<()> {
     let py = cls.py();
+    let mut in_dict = true;
+    for name in FIELDS {
+        in_dict &= !cls.hasattr(*name)?;
+    }
+    FIELDS_IN_DICT.store(in_dict, std::sync::atomic::Ordering::Relaxed);
     TLS_PROTOCOL_TYPE.get_or_init(py, || cls.unbind());
     Ok(())
 }
@@ -186,16 +265,26 @@ pub(crate) fn is_tls_protocol(protocol: &Bound<'_, PyAny>) -> bool {
 
 /// Records up to this size are handed to the incoming BIO as a bytes copy
 /// rather than a memoryview slice (a GC-tracked object per record).
-const COPY_MAX: usize = 16 * 1024;
+pub(crate) const COPY_MAX: usize = 16 * 1024;
 
 /// `SSLProtocol.buffer_updated(nbytes)`.
 #[pyfunction]
 pub(crate) fn _tls_buffer_updated(proto: &Bound<'_, PyAny>, nbytes: usize) -> PyResult<()> {
+    buffer_updated(proto, nbytes, None)
+}
+
+/// The first `nbytes` of the buffer `get_buffer()` returned hold received
+/// bytes; `copy` is them as a bytes object when the caller still had the
+/// buffer at hand (the native transport), else they are taken from the
+/// protocol's buffer view.
+pub(crate) fn buffer_updated<'py>(proto: &Bound<'py, PyAny>, nbytes: usize, copy: Option<Bound<'py, PyBytes>>) -> PyResult<()> {
     let py = proto.py();
     let n = names(py)?;
-    let view = attr!(proto, "_ssl_buffer_view")?;
-    let incoming = attr!(proto, "_incoming")?;
-    let copied = if nbytes <= COPY_MAX {
+    let incoming = field!(proto, "_incoming")?;
+    let copied = if copy.is_some() {
+        copy
+    } else if nbytes <= COPY_MAX {
+        let view = field!(proto, "_ssl_buffer_view")?;
         pyo3::buffer::PyBuffer::<u8>::get(&view)
             .ok()
             .filter(|pb| pb.is_c_contiguous() && pb.item_count() >= nbytes)
@@ -210,11 +299,14 @@ pub(crate) fn _tls_buffer_updated(proto: &Bound<'_, PyAny>, nbytes: usize) -> Py
     };
     match copied {
         Some(b) => incoming.call_method1(pyo3::intern!(py, "write"), (b,))?,
-        None => incoming.call_method1(pyo3::intern!(py, "write"), (view.get_item(PySlice::new(py, 0, nbytes as isize, 1))?,))?,
+        None => {
+            let view = field!(proto, "_ssl_buffer_view")?;
+            incoming.call_method1(pyo3::intern!(py, "write"), (view.get_item(PySlice::new(py, 0, nbytes as isize, 1))?,))?
+        }
     };
-    let state = attr!(proto, "_state")?;
+    let state = field!(proto, "_state")?;
     if state.is(n.wrapped.bind(py)) {
-        let common = !attr!(proto, "_app_reading_paused")?.is_truthy()? && !attr!(proto, "_app_protocol_is_buffer")?.is_truthy()?;
+        let common = !field!(proto, "_app_reading_paused")?.is_truthy()? && !field!(proto, "_app_protocol_is_buffer")?.is_truthy()?;
         if !common {
             proto.call_method0(pyo3::intern!(py, "_do_read"))?;
             return Ok(());
@@ -252,7 +344,7 @@ pub(crate) fn _tls_write(proto: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> P
         return Ok(());
     }
     let n = names(py)?;
-    let common = attr!(proto, "_state")?.is(n.wrapped.bind(py)) && !attr!(proto, "_write_backlog")?.is_truthy()?;
+    let common = field!(proto, "_state")?.is(n.wrapped.bind(py)) && !field!(proto, "_write_backlog")?.is_truthy()?;
     if !common {
         proto.call_method1(pyo3::intern!(py, "_write_appdata"), ((data,),))?;
         return Ok(());
@@ -260,7 +352,7 @@ pub(crate) fn _tls_write(proto: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> P
     // _write_appdata + _do_write with an empty backlog.
     let len = data.len()?;
     let r = (|| -> PyResult<()> {
-        let rest = match attr!(proto, "_sslobj")?.call_method1(pyo3::intern!(py, "write"), (data,)) {
+        let rest = match ssl_engine(field!(proto, "_sslobj")?, n)?.call_method1(pyo3::intern!(py, "write"), (data,)) {
             Ok(count) => {
                 let count: usize = count.extract()?;
                 if count < len {
@@ -273,8 +365,8 @@ pub(crate) fn _tls_write(proto: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> P
             Err(e) => return Err(e),
         };
         if let Some((rest, left)) = rest {
-            attr!(proto, "_write_backlog")?.call_method1(pyo3::intern!(py, "append"), (rest,))?;
-            let size: usize = attr!(proto, "_write_buffer_size")?.extract()?;
+            field!(proto, "_write_backlog")?.call_method1(pyo3::intern!(py, "append"), (rest,))?;
+            let size: usize = field!(proto, "_write_buffer_size")?.extract()?;
             proto.setattr(pyo3::intern!(py, "_write_buffer_size"), size + left)?;
         }
         process_outgoing(proto)
@@ -291,10 +383,10 @@ pub(crate) fn _tls_get_buffer<'py>(proto: &Bound<'py, PyAny>, n: isize) -> PyRes
     let py = proto.py();
     let max_size: isize = attr!(proto, "max_size")?.extract()?;
     let want = if n <= 0 || n > max_size { max_size } else { n };
-    if (attr!(proto, "_ssl_buffer")?.len()? as isize) < want {
+    if (field!(proto, "_ssl_buffer")?.len()? as isize) < want {
         let buf = PyByteArray::new(py, &vec![0u8; want as usize]);
         proto.setattr(pyo3::intern!(py, "_ssl_buffer_view"), PyMemoryView::from(buf.as_any())?)?;
         proto.setattr(pyo3::intern!(py, "_ssl_buffer"), buf)?;
     }
-    attr!(proto, "_ssl_buffer_view")
+    field!(proto, "_ssl_buffer_view")
 }

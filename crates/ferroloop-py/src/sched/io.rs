@@ -111,6 +111,9 @@ pub(crate) struct IoDriver {
     /// waker descriptors right away, as asyncio closes its selector.
     reactor: Mutex<Option<Reactor>>,
     events: Mutex<Vec<Readiness>>,
+    /// The owners' jobs of one poll, queued after the slots' jobs; kept
+    /// between polls so that a poll with events allocates nothing.
+    owned: GilCell<Vec<Job>>,
     wake: GilCell<Option<Arc<Wake>>>,
 }
 
@@ -126,6 +129,7 @@ impl IoDriver {
             st: GilCell::new(IoState { table: FdTable::default(), closed: false }),
             reactor: Mutex::new(Some(reactor)),
             events: Mutex::new(Vec::new()),
+            owned: GilCell::new(Vec::new()),
             wake: GilCell::new(Some(wake)),
         })
     }
@@ -353,7 +357,7 @@ impl IoDriver {
             Err(e) => return Err(os_error(e)),
         }
         if !events.is_empty() {
-            let mut owned = Vec::new();
+            let mut owned = std::mem::take(&mut *self.owned.borrow_mut());
             let st = self.st.borrow();
             for ev in &events {
                 let Some(e) = st.table.get(ev.fd) else { continue };
@@ -372,7 +376,8 @@ impl IoDriver {
                 }
             }
             drop(st);
-            owned.into_iter().for_each(&mut sink);
+            owned.drain(..).for_each(&mut sink);
+            *self.owned.borrow_mut() = owned;
         }
         *self.events.lock().unwrap_or_else(|e| e.into_inner()) = events;
         Ok(())
