@@ -28,32 +28,22 @@ use pyo3::types::{PyDict, PyString};
 
 use crate::sched::loop_core::LoopCore;
 
-/// A Python signature `(self, <positional...>, [*args], *, <keywords...>, [**kwargs])`.
+/// A Python signature `(self, <positional...>, *, <keywords...>, **kwargs)`
+/// (at most one positional and three keyword-only parameters).
 struct Sig {
     /// asyncio's `__qualname__` of the method, for its error messages.
     qualname: &'static str,
     positional: &'static [&'static CStr],
-    varargs: bool,
     keywords: &'static [&'static CStr],
-    var_kw: bool,
 }
 
 /// Arguments sorted into the signature's slots; pointers are borrowed from
 /// the caller's vector for the duration of the call.
-struct Args<'a> {
-    positional: [*mut ffi::PyObject; 2],
-    varargs: &'a [*mut ffi::PyObject],
+struct Args {
+    positional: [*mut ffi::PyObject; 1],
     keywords: [*mut ffi::PyObject; 3],
+    /// Keywords the signature does not name (its `**kwargs`).
     extra: Option<Py<PyDict>>,
-}
-
-fn names(list: &[&str]) -> String {
-    let quoted: Vec<String> = list.iter().map(|n| format!("'{n}'")).collect();
-    match quoted.len() {
-        0 => String::new(),
-        1 => quoted[0].clone(),
-        n => format!("{} and {}", quoted[..n - 1].join(", "), quoted[n - 1]),
-    }
 }
 
 /// Sort a vectorcall's arguments into `sig`'s slots, raising what CPython
@@ -62,13 +52,13 @@ fn names(list: &[&str]) -> String {
 /// # Safety
 /// `args` holds `nargs` positional then `len(kwnames)` keyword values, all
 /// live; `kwnames` is NULL or a tuple of str (CPython's vectorcall contract).
-unsafe fn parse<'a>(
+unsafe fn parse(
     py: Python<'_>,
     sig: &Sig,
     args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<Args<'a>> {
+) -> PyResult<Args> {
     // SAFETY: per the vectorcall contract (above).
     let nargs = (unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) }) as usize;
     let nkw = if kwnames.is_null() {
@@ -77,19 +67,17 @@ unsafe fn parse<'a>(
         // SAFETY: a tuple (the vectorcall contract).
         (unsafe { ffi::PyTuple_GET_SIZE(kwnames) }) as usize
     };
-    let all: &'a [*mut ffi::PyObject] = if nargs + nkw == 0 {
+    let all: &[*mut ffi::PyObject] = if nargs + nkw == 0 {
         &[]
     } else {
         // SAFETY: `args` points at nargs + nkw live pointers.
         unsafe { std::slice::from_raw_parts(args, nargs + nkw) }
     };
     let npos = sig.positional.len();
-    let mut out = Args { positional: [std::ptr::null_mut(); 2], varargs: &[], keywords: [std::ptr::null_mut(); 3], extra: None };
+    debug_assert!(sig.positional.len() <= 1 && sig.keywords.len() <= 3);
+    let mut out = Args { positional: [std::ptr::null_mut(); 1], keywords: [std::ptr::null_mut(); 3], extra: None };
     let given = nargs.min(npos);
     out.positional[..given].copy_from_slice(&all[..given]);
-    if nargs > npos && sig.varargs {
-        out.varargs = &all[npos..nargs];
-    }
     'names: for k in 0..nkw {
         // SAFETY: kwnames is a tuple of nkw str objects.
         let name = unsafe { ffi::PyTuple_GET_ITEM(kwnames, k as ffi::Py_ssize_t) };
@@ -111,21 +99,13 @@ unsafe fn parse<'a>(
         }
         // SAFETY: a live str from kwnames.
         let name = unsafe { Bound::from_borrowed_ptr(py, name) };
-        if sig.var_kw {
-            let extra = out.extra.get_or_insert_with(|| PyDict::new(py).unbind());
-            // SAFETY: a live value from the vector.
-            extra.bind(py).set_item(&name, unsafe { Bound::from_borrowed_ptr(py, value) })?;
-        } else {
-            return Err(PyTypeError::new_err(format!(
-                "{}() got an unexpected keyword argument '{}'",
-                sig.qualname,
-                name.cast::<PyString>()?.to_str()?
-            )));
-        }
+        let extra = out.extra.get_or_insert_with(|| PyDict::new(py).unbind());
+        // SAFETY: a live value from the vector.
+        extra.bind(py).set_item(&name, unsafe { Bound::from_borrowed_ptr(py, value) })?;
     }
-    // CPython's order: keyword errors first, then too many positionals
+    // CPython's order: a duplicate first, then too many positionals
     // (naming the keyword-only arguments given), then missing ones.
-    if nargs > npos && !sig.varargs {
+    if nargs > npos {
         let kwonly = out.keywords.iter().filter(|p| !p.is_null()).count();
         let also = match kwonly {
             0 => String::new(),
@@ -140,15 +120,8 @@ unsafe fn parse<'a>(
             also
         )));
     }
-    let missing: Vec<&str> = sig.positional.iter().zip(out.positional.iter()).filter(|(_, p)| p.is_null()).map(|(n, _)| text(n)).collect();
-    if !missing.is_empty() {
-        return Err(PyTypeError::new_err(format!(
-            "{}() missing {} required positional argument{}: {}",
-            sig.qualname,
-            missing.len(),
-            if missing.len() == 1 { "" } else { "s" },
-            names(&missing)
-        )));
+    if let Some((name, _)) = sig.positional.iter().zip(out.positional.iter()).find(|(_, p)| p.is_null()) {
+        return Err(PyTypeError::new_err(format!("{}() missing 1 required positional argument: '{}'", sig.qualname, text(name))));
     }
     Ok(out)
 }
@@ -195,13 +168,8 @@ unsafe fn enter(
     })
 }
 
-static CREATE_TASK: Sig = Sig {
-    qualname: "BaseEventLoop.create_task",
-    positional: &[c"coro"],
-    varargs: false,
-    keywords: &[c"name", c"context", c"eager_start"],
-    var_kw: true,
-};
+static CREATE_TASK: Sig =
+    Sig { qualname: "BaseEventLoop.create_task", positional: &[c"coro"], keywords: &[c"name", c"context", c"eager_start"] };
 
 macro_rules! entry {
     ($fn_name:ident, $sig:ident, |$py:ident, $this:ident, $a:ident| $body:expr) => {
