@@ -46,8 +46,9 @@ static SHARING: AtomicBool = AtomicBool::new(false);
 static TSTATE_CONTEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// `offsetof(PyThreadState, context)` in Include/cpython/pystate.h of each
-/// supported minor version (x86-64 and aarch64 alike: pointers and ints
-/// only before it). Another version copies the context instead.
+/// supported minor version, computed on x86-64 (the fields before it are
+/// pointers and ints, the same on any LP64 platform; the import check
+/// guards the rest). Another version copies the context instead.
 fn tstate_context_offset(minor: u8) -> Option<usize> {
     match minor {
         11 => Some(224),
